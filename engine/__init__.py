@@ -1,0 +1,1 @@
+"""The application core: deployments, cases, tasks and domain rules. Knows nothing of HTTP."""

@@ -1,0 +1,31 @@
+"""The engine's entry point: one object per process that wires the services together."""
+from __future__ import annotations
+
+from storage.db import Database
+from storage.schema import upgrade
+
+from .accounts import AccountService
+from .cases import CaseService
+from .clock import Clock
+from .processes import ProcessService
+from .queries import ReadService
+from .specs import SpecCache
+
+
+class PerfBudget:
+    def __init__(self, database_url: str, clock: Clock | None = None):
+        self.db = Database(database_url)
+        self.clock = clock or Clock()
+        self.specs = SpecCache(self.db)
+        self.processes = ProcessService(self.db, self.specs, self.clock)
+        self.cases = CaseService(self.db, self.specs, self.clock)
+        self.accounts = AccountService(self.db, self.clock)
+        self.reads = ReadService(self.db, self.specs, self.clock)
+
+    def init(self) -> list:
+        """Create or upgrade the schema and deploy every model under processes/."""
+        upgrade(self.db)
+        return self.processes.deploy_all()
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,312 @@
+"""Cases: starting them, and completing, claiming and releasing their human tasks.
+
+The hot path of one completion: check the user may act on the open task, load the case row,
+rebuild the workflow from the cached spec of its version plus the saved state, validate and
+set the form data, run the task and the engine steps, save the state without the spec, bring
+the inbox rows, the case's summary columns and the audit log up to date, and commit once.
+The case is saved with an optimistic lock, so a concurrent change makes this one fail whole.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy.orm import Session
+
+from storage import queries
+from storage.db import Database
+from storage.models import AuditEvent, Case, HumanTask, Project, User
+
+from . import goals
+from .access import Actor
+from .clock import Clock
+from .effects import EffectRecorder
+from .errors import Conflict, InvalidData, NotFound, PermissionDenied, WorkflowError
+from .forms import MAX_STRING, validate
+from .roles import ROLES, role_for_lane, scoped_org_id
+from .scripting import RestrictedEnvironment
+from .serializer import dump_state, load_state
+from .specs import LoadedVersion, SpecCache
+
+EFFECT_HANDLERS = dict(goals.EFFECT_HANDLERS)
+START_GUARDS = dict(goals.START_GUARDS)
+MAX_START_DATA_BYTES = 1_000_000
+
+
+@dataclass
+class CompletionResult:
+    case: Case
+    completed: HumanTask
+    next_tasks: list[HumanTask] = field(default_factory=list)
+
+
+def project_facts(project: Project) -> dict:
+    """What a diagram may read about the case's project (as `project[...]`)."""
+    return {
+        "id": project.id, "code": project.code, "name": project.name, "year": project.year,
+        "is_key": bool(project.is_key), "is_new": bool(project.is_new),
+        "amount": Decimal(project.amount or 0), "category": project.category,
+        "unit": project.unit.name, "competent": project.competent.name, "funding": project.funding.name,
+    }
+
+
+def user_task_form_files(task_spec) -> tuple[str | None, str | None]:
+    props = (getattr(task_spec, "extensions", None) or {}).get("properties", {})
+    return props.get("formJsonSchemaFilename"), props.get("formUiSchemaFilename")
+
+
+def _closed_message(task: HumanTask) -> str:
+    who = task.completed_by.display_name if task.completed_by else "the system"
+    when = task.completed_at.strftime("%Y-%m-%d %H:%M:%S") if task.completed_at else "earlier"
+    verb = "completed" if task.status == "completed" else "closed"
+    return f"This task was already {verb} by {who} at {when}. Reload to see the case as it is now."
+
+
+class CaseService:
+    def __init__(self, db: Database, specs: SpecCache, clock: Clock):
+        self.db = db
+        self.specs = specs
+        self.clock = clock
+
+    # ---- workflow plumbing ---------------------------------------------------------------
+
+    def _attach_engine(self, workflow: BpmnWorkflow) -> EffectRecorder:
+        recorder = EffectRecorder(tuple(EFFECT_HANDLERS))
+        environment = RestrictedEnvironment(recorder.functions())
+        recorder.environment = environment
+        from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+        workflow.script_engine = PythonScriptEngine(environment=environment)
+        return recorder
+
+    def _run_engine(self, workflow: BpmnWorkflow, action) -> None:
+        try:
+            action()
+            workflow.do_engine_steps()
+        except SpiffWorkflowException as exc:
+            raise WorkflowError(f"The process could not continue: {exc}",
+                                {"step": getattr(getattr(exc, "task_spec", None), "bpmn_name", None)}) from None
+
+    def _apply_effects(self, s: Session, case: Case, recorder: EffectRecorder, actor_id, now) -> None:
+        for effect in recorder.pending:
+            EFFECT_HANDLERS[effect.name](s, case, effect.data, actor_id, now)
+        recorder.pending.clear()
+
+    def _sync(self, s: Session, case: Case, workflow: BpmnWorkflow, loaded: LoadedVersion,
+              now: datetime, actor_id: int | None) -> list[HumanTask]:
+        """Bring inbox rows and summary columns in line with the workflow; return new tasks."""
+        ready = workflow.get_tasks(state=TaskState.READY, manual=True)
+        open_rows = {row.spiff_task_id: row for row in queries.open_tasks_of_case(s, case.id)}
+        ready_ids = {str(t.id) for t in ready}
+        for spiff_id, row in open_rows.items():
+            if spiff_id not in ready_ids:   # e.g. cancelled by a boundary event
+                queries.mark_task_done(s, row.id, "cancelled", now, None)
+        created = []
+        for task in ready:
+            if str(task.id) in open_rows:
+                continue
+            spec = task.task_spec
+            role = role_for_lane(getattr(spec, "lane", None))
+            name = spec.bpmn_name or spec.name
+            row = HumanTask(
+                case_id=case.id, spiff_task_id=str(task.id), step=spec.name, name=name,
+                title=f"{name}: {case.title}"[:400], role=role or "",
+                org_id=scoped_org_id(role, case.project) if role and case.project else None,
+                # A task in no lane stays with whoever started the case.
+                assignee_id=None if role else case.started_by_id,
+                status="open", created_at=now)
+            s.add(row)
+            created.append(row)
+        s.flush()
+        return created
+
+    def _summary(self, workflow: BpmnWorkflow, now: datetime) -> dict:
+        ready = workflow.get_tasks(state=TaskState.READY, manual=True)
+        steps = ", ".join(dict.fromkeys(t.task_spec.bpmn_name or t.task_spec.name for t in ready))
+        done = workflow.is_completed()
+        return {"status": "completed" if done else "running", "current_steps": steps[:500],
+                "completed_at": now if done else None, "updated_at": now,
+                "state": dump_state(workflow)}
+
+    def _audit(self, s: Session, case_id: int | None, actor_id: int | None, action: str, now: datetime,
+               task: HumanTask | None = None, data: dict | None = None) -> None:
+        s.add(AuditEvent(case_id=case_id, at=now, actor_id=actor_id, action=action,
+                         human_task_id=task.id if task else None,
+                         task_name=task.name if task else None, step=task.step if task else None,
+                         data=data))
+
+    def _end_event_audit(self, s, case, workflow, now) -> None:
+        if workflow.is_completed():
+            end = workflow.last_task
+            name = None
+            for task in workflow.get_tasks(state=TaskState.COMPLETED):
+                if type(task.task_spec).__name__ == "EndEvent" and task.task_spec.bpmn_name:
+                    name = task.task_spec.bpmn_name
+            self._audit(s, case.id, None, "finished", now, data={"end": name or (end.task_spec.bpmn_name if end else None)})
+
+    # ---- starting ------------------------------------------------------------------------
+
+    def start(self, actor: Actor, process_key: str, project_id: int | None, data: dict | None = None) -> Case:
+        data = dict(data or {})
+        _check_start_data(data)
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            version = queries.latest_version(s, process_key)
+            if version is None:
+                raise NotFound(f"no process '{process_key}' is deployed")
+            project = s.get(Project, project_id) if project_id is not None else None
+            if project_id is not None and project is None:
+                raise NotFound(f"project {project_id} does not exist")
+            if project is None:
+                raise InvalidData("a case needs a project", {"project": "This field is required."})
+            if not actor.may_see_project(project):
+                raise PermissionDenied("you may not start cases for this project")
+            loaded = self.specs.get(version.id)
+            start_role = loaded.model.start_role
+            if start_role and not actor.may_act_for_project(start_role, project) and not actor.is_admin:
+                raise PermissionDenied(f"only the project's {ROLES[start_role].lower()} may start "
+                                       f"'{loaded.model.name}'")
+            guard = START_GUARDS.get(process_key)
+            if guard:
+                guard(s, project)
+            data["project"] = project_facts(project)
+            case = Case(process_version_id=version.id, process_key=version.key, project_id=project.id,
+                        org_id=project.unit_id, year=project.year,
+                        title=f"{project.name} ({project.code})"[:300], status="running", lock_version=1,
+                        state="", started_by_id=actor.id, started_at=now, updated_at=now)
+            s.add(case)
+            s.flush()
+            self._audit(s, case.id, actor.id, "started", now, data=_jsonable(data))
+            workflow = BpmnWorkflow(loaded.model.spec, loaded.model.subprocess_specs)
+            recorder = self._attach_engine(workflow)
+            workflow.task_tree.data.update(data)
+            self._run_engine(workflow, lambda: None)
+            self._apply_effects(s, case, recorder, actor.id, now)
+            self._sync(s, case, workflow, loaded, now, actor.id)
+            for key, value in self._summary(workflow, now).items():
+                setattr(case, key, value)
+            self._end_event_audit(s, case, workflow, now)
+            s.flush()
+            return case
+
+    # ---- tasks ---------------------------------------------------------------------------
+
+    def _open_task_for(self, s: Session, actor: Actor, task_id: int) -> HumanTask:
+        task = s.get(HumanTask, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id} does not exist")
+        if task.status != "open":
+            raise Conflict(_closed_message(task), {"task": task.id, "status": task.status})
+        if not actor.may_work_on(task):
+            if task.assignee_id is not None and task.assignee_id != actor.id:
+                raise PermissionDenied(f"this task is assigned to {task.assignee.display_name}")
+            raise PermissionDenied("this task is not yours: it belongs to "
+                                   f"{ROLES.get(task.role, 'another role').lower()}"
+                                   f"{' of ' + task.org.name if task.org else ''}")
+        return task
+
+    def complete(self, actor: Actor, task_id: int, data: dict | None) -> CompletionResult:
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            task = self._open_task_for(s, actor, task_id)
+            case = task.case
+            if case.status != "running":
+                raise Conflict(f"case {case.id} is {case.status}; its tasks cannot be completed")
+            expected_version = case.lock_version
+            loaded = self.specs.get(case.process_version_id)
+            workflow = load_state(case.state, loaded.model.spec, loaded.model.subprocess_specs)
+            recorder = self._attach_engine(workflow)
+            spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
+            if spiff_task is None or spiff_task.state != TaskState.READY:
+                raise Conflict("this task is no longer waiting for input; reload the case")
+            schema_file, _ = user_task_form_files(spiff_task.task_spec)
+            schema = loaded.form(schema_file)
+            data = data if data is not None else {}
+            if schema is not None:
+                validate(schema, data)
+            else:
+                _check_start_data(data)
+            # Review steps reuse field names; a field left out must not keep the last reviewer's value.
+            if schema is not None:
+                for name in (schema.get("properties") or {}):
+                    if name not in data:
+                        spiff_task.data.pop(name, None)
+            spiff_task.data.update(data)
+            self._run_engine(workflow, spiff_task.run)
+            if not queries.mark_task_done(s, task.id, "completed", now, actor.id):
+                raise Conflict("this task was completed by someone else a moment ago; reload the case")
+            self._audit(s, case.id, actor.id, "completed", now, task=task, data=_jsonable(data))
+            self._apply_effects(s, case, recorder, actor.id, now)
+            created = self._sync(s, case, workflow, loaded, now, actor.id)
+            summary = self._summary(workflow, now)
+            if not queries.save_case_state(s, case.id, expected_version, **summary):
+                raise Conflict("the case was changed by someone else while you worked; reload and try again")
+            self._end_event_audit(s, case, workflow, now)
+            s.flush()
+            s.refresh(case)
+            s.refresh(task)
+            return CompletionResult(case=case, completed=task, next_tasks=created)
+
+    def claim(self, actor: Actor, task_id: int) -> HumanTask:
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            task = self._open_task_for(s, actor, task_id)
+            if task.assignee_id == actor.id:
+                return task
+            if not queries.set_assignee(s, task.id, None, actor.id):
+                raise Conflict("someone else claimed this task first")
+            self._audit(s, task.case_id, actor.id, "claimed", now, task=task)
+            s.flush()
+            s.refresh(task)
+            return task
+
+    def unclaim(self, actor: Actor, task_id: int) -> HumanTask:
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            task = s.get(HumanTask, task_id)
+            if task is None:
+                raise NotFound(f"task {task_id} does not exist")
+            if task.status != "open":
+                raise Conflict(_closed_message(task))
+            if task.assignee_id is None:
+                return task
+            if task.assignee_id != actor.id and not actor.is_admin:
+                raise PermissionDenied(f"this task is assigned to {task.assignee.display_name}")
+            if not task.role:
+                raise InvalidData("this task belongs to the case's starter and cannot be released")
+            if not queries.set_assignee(s, task.id, task.assignee_id, None):
+                raise Conflict("the task changed meanwhile; reload")
+            self._audit(s, task.case_id, actor.id, "unclaimed", now, task=task)
+            s.flush()
+            s.refresh(task)
+            return task
+
+
+def _check_start_data(data) -> None:
+    if not isinstance(data, dict):
+        raise InvalidData("data must be an object", {"data": "Expected an object."})
+    errors = {k: "Field names starting with '_' are not accepted." for k in data if str(k).startswith("_")}
+    if "project" in data:
+        errors["project"] = "Set by the system from the case's project."
+    if errors:
+        raise InvalidData("The data has errors.", errors)
+    try:
+        size = len(json.dumps(data, default=str))
+    except (TypeError, ValueError):
+        raise InvalidData("data must be plain JSON", {"data": "Not JSON."}) from None
+    if size > MAX_START_DATA_BYTES:
+        raise InvalidData("data is too large", {"data": f"At most {MAX_START_DATA_BYTES} bytes."})
+    for key, value in data.items():
+        if isinstance(value, str) and len(value) > MAX_STRING:
+            errors[key] = f"At most {MAX_STRING} characters."
+    if errors:
+        raise InvalidData("The data has errors.", errors)
+
+
+def _jsonable(data: dict) -> dict:
+    return json.loads(json.dumps(data, default=str))

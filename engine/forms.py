@@ -1,0 +1,137 @@
+"""User-task forms: JSON Schema files, validated on the server before a task completes."""
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Any, Mapping
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from .errors import InvalidData
+
+MAX_STRING = 100_000
+
+
+def check_schema(schema: dict) -> None:
+    """Raise SchemaError for a schema that is not valid JSON Schema."""
+    Draft202012Validator.check_schema(schema)
+
+
+@lru_cache(maxsize=512)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def validator_for(schema: dict) -> Draft202012Validator:
+    return _validator(json.dumps(schema, sort_keys=True))
+
+
+def _path(parts) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def _message(error) -> tuple[str, str]:
+    """A field path and a message a reviewer understands."""
+    path = list(error.absolute_path)
+    v = error.validator
+    if v == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        if missing:
+            return _path(path + [missing[0]]), "This field is required."
+    if v == "minLength" and error.validator_value == 1:
+        return _path(path), "This field is required."
+    if v == "minItems":
+        return _path(path), f"Add at least {error.validator_value} row(s)."
+    if v in ("enum", "const", "oneOf"):
+        return _path(path), "Choose one of the listed values."
+    if v == "type":
+        expected = error.validator_value
+        if expected in ("number", "integer"):
+            return _path(path), "Enter a number." if expected == "number" else "Enter a whole number."
+        return _path(path), f"Expected {expected}."
+    if v == "pattern" and "0-9" in str(error.validator_value):
+        return _path(path), "Enter a number."
+    if v in ("minimum", "exclusiveMinimum"):
+        return _path(path), f"Must be {'at least' if v == 'minimum' else 'more than'} {error.validator_value}."
+    if v in ("maximum", "exclusiveMaximum"):
+        return _path(path), f"Must be {'at most' if v == 'maximum' else 'less than'} {error.validator_value}."
+    if v == "maxLength":
+        return _path(path), f"At most {error.validator_value} characters."
+    return _path(path), error.message
+
+
+def _refuse_hidden_and_unknown(schema: dict, data: Any, path: list, errors: dict) -> None:
+    if isinstance(data, dict):
+        props = schema.get("properties") if isinstance(schema, dict) else None
+        for key, value in data.items():
+            where = _path(path + [key])
+            if not isinstance(key, str) or key.startswith("_"):
+                errors[where] = "Field names starting with '_' are not accepted."
+                continue
+            if props is not None and key not in props:
+                errors[where] = "Unknown field."
+                continue
+            if props is not None:
+                _refuse_hidden_and_unknown(props[key], value, path + [key], errors)
+    elif isinstance(data, list):
+        items = schema.get("items", {}) if isinstance(schema, dict) else {}
+        for i, value in enumerate(data):
+            _refuse_hidden_and_unknown(items, value, path + [i], errors)
+    elif isinstance(data, str) and len(data) > MAX_STRING:
+        errors[_path(path)] = f"At most {MAX_STRING} characters."
+
+
+def validate(schema: dict, data: Any) -> dict:
+    """Return the data if valid; raise InvalidData with one message per field otherwise."""
+    if not isinstance(data, dict):
+        raise InvalidData("Form data must be an object.", {"": "Expected an object."})
+    errors: dict[str, str] = {}
+    _refuse_hidden_and_unknown(schema, data, [], errors)
+    if not errors:
+        for error in validator_for(schema).iter_errors(data):
+            field, message = _message(error)
+            errors.setdefault(field, message)
+    if errors:
+        raise InvalidData("The form has errors.", errors)
+    return data
+
+
+def _coerce(schema: dict, raw: str) -> Any:
+    """Turn one submitted text value into the type the schema asks for; keep it if it won't go."""
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]
+    text = raw.strip()
+    if "boolean" in types:
+        return text.lower() in ("on", "true", "1", "yes")
+    if "integer" in types and re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if "number" in types:
+        try:
+            number = float(text)
+            return int(number) if number.is_integer() and "." not in text else number
+        except ValueError:
+            return raw
+    return raw
+
+
+def from_form_fields(schema: dict, fields: Mapping[str, str], prefix: str = "") -> dict:
+    """Build the form's data from HTML fields; arrays of objects use names like 'rows-0-name'."""
+    data: dict[str, Any] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        key = f"{prefix}{name}"
+        if prop.get("type") == "array" and (prop.get("items") or {}).get("type") == "object":
+            rows = []
+            indexes = sorted({int(m.group(1)) for f in fields
+                              if (m := re.fullmatch(re.escape(key) + r"-(\d+)-.+", f))})
+            for i in indexes:
+                row = from_form_fields(prop["items"], fields, f"{key}-{i}-")
+                if row:
+                    rows.append(row)
+            data[name] = rows
+        elif prop.get("type") == "boolean":
+            data[name] = key in fields and _coerce(prop, fields[key])
+        elif key in fields and fields[key].strip() != "":
+            data[name] = _coerce(prop, fields[key])
+    return data

@@ -1,0 +1,248 @@
+"""Read models: what inboxes, case pages and the API show, shaped once for all of them."""
+from __future__ import annotations
+
+from storage import queries
+from storage.db import Database
+from storage.models import Case, HumanTask, Project
+
+from .access import Actor
+from .cases import user_task_form_files
+from .clock import Clock
+from .errors import NotFound, PermissionDenied
+from .goals import goals_from_data
+from .instructions import render
+from .roles import BUREAU_WIDE, ROLES
+from .serializer import load_state
+from .specs import SpecCache
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+def task_summary(task: HumanTask) -> dict:
+    case = task.case
+    return {
+        "id": task.id, "case_id": task.case_id, "name": task.name, "step": task.step, "title": task.title,
+        "role": task.role or None, "role_name": ROLES.get(task.role, "Case starter"),
+        "org": task.org.code if task.org else None,
+        "org_name": task.org.name if task.org else ("Finance bureau" if task.role else None),
+        "assignee": task.assignee.username if task.assignee else None,
+        "assignee_name": task.assignee.display_name if task.assignee else None,
+        "status": task.status, "created_at": _iso(task.created_at), "due_at": _iso(task.due_at),
+        "completed_at": _iso(task.completed_at),
+        "completed_by": task.completed_by.username if task.completed_by else None,
+        "process": case.process_key, "case_title": case.title,
+        "project": {"id": case.project.id, "code": case.project.code, "name": case.project.name}
+        if case.project else None,
+    }
+
+
+def project_summary(project: Project) -> dict:
+    return {
+        "id": project.id, "code": project.code, "name": project.name, "year": project.year,
+        "unit": project.unit.code, "unit_name": project.unit.name,
+        "competent": project.competent.code, "competent_name": project.competent.name,
+        "funding": project.funding.code, "funding_name": project.funding.name,
+        "category": project.category, "is_new": project.is_new, "is_key": project.is_key,
+        "amount": str(project.amount), "goals_status": project.goals_status,
+    }
+
+
+def case_summary(case: Case) -> dict:
+    return {
+        "id": case.id, "process": case.process_key, "version": case.process_version.version,
+        "process_name": case.process_version.name, "title": case.title,
+        "project": {"id": case.project.id, "code": case.project.code, "name": case.project.name}
+        if case.project else None,
+        "org": case.org.code, "org_name": case.org.name, "year": case.year, "status": case.status,
+        "current_steps": case.current_steps, "started_at": _iso(case.started_at),
+        "updated_at": _iso(case.updated_at), "completed_at": _iso(case.completed_at),
+        "error": case.error_message,
+    }
+
+
+def _event(event) -> dict:
+    return {"at": _iso(event.at), "actor": event.actor.username if event.actor else None,
+            "actor_name": event.actor.display_name if event.actor else "System",
+            "action": event.action, "task": event.task_name, "step": event.step, "data": event.data}
+
+
+class ReadService:
+    def __init__(self, db: Database, specs: SpecCache, clock: Clock):
+        self.db = db
+        self.specs = specs
+        self.clock = clock
+
+    # ---- visibility ---------------------------------------------------------------------
+
+    def _visibility(self, actor: Actor):
+        return queries.case_visibility(actor.grants, actor.sees_all_cases, actor.id)
+
+    def _case_for(self, s, actor: Actor, case_id: int) -> Case:
+        case = s.get(Case, case_id)
+        if case is None:
+            raise NotFound(f"case {case_id} does not exist")
+        if not self.may_see_case(s, actor, case):
+            raise PermissionDenied("you may not see this case")
+        return case
+
+    def may_see_case(self, s, actor: Actor, case: Case) -> bool:
+        if actor.sees_all_cases:
+            return True
+        return queries.case_visible(s, case.id, self._visibility(actor))
+
+    # ---- lists --------------------------------------------------------------------------
+
+    def inbox(self, actor: Actor, scope: str = "all", limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
+        bureau_roles = [r for r in actor.roles if r in BUREAU_WIDE]
+        with self.db.reading() as s:
+            rows, total = queries.inbox(s, actor.id, actor.grants, bureau_roles, scope, limit, offset)
+            return [task_summary(t) for t in rows], total
+
+    def inbox_count(self, actor: Actor) -> int:
+        return self.inbox(actor, "all", limit=0)[1]
+
+    def cases(self, actor: Actor, *, limit: int = 50, offset: int = 0, **filters) -> tuple[list[dict], int]:
+        with self.db.reading() as s:
+            rows, total = queries.list_cases(s, self._visibility(actor), limit=limit, offset=offset, **filters)
+            return [case_summary(c) for c in rows], total
+
+    def projects(self, actor: Actor, year: int | None = None) -> list[dict]:
+        with self.db.reading() as s:
+            rows = queries.visible_projects(s, actor.grants, actor.sees_all_cases,
+                                            "third_party" in actor.roles, year)
+            return [project_summary(p) for p in rows]
+
+    def project(self, actor: Actor, project_id: int) -> dict:
+        with self.db.reading() as s:
+            project = s.get(Project, project_id)
+            if project is None:
+                raise NotFound(f"project {project_id} does not exist")
+            if not actor.may_see_project(project):
+                raise PermissionDenied("you may not see this project")
+            out = project_summary(project)
+            goals = queries.latest_goals(s, project.id)
+            out["approved_goals"] = ({"version": goals.version, "approved_at": _iso(goals.approved_at),
+                                      "case_id": goals.case_id, **goals.goals} if goals else None)
+            return out
+
+    def processes(self) -> list[dict]:
+        with self.db.reading() as s:
+            return [{"key": v.key, "version": v.version, "name": v.name, "description": v.description,
+                     "deployed_at": _iso(v.deployed_at)} for v in queries.latest_versions(s)]
+
+    # ---- details ------------------------------------------------------------------------
+
+    def case(self, actor: Actor, case_id: int, with_data: bool = True) -> dict:
+        with self.db.reading() as s:
+            case = self._case_for(s, actor, case_id)
+            out = case_summary(case)
+            out["tasks"] = [task_summary(t) for t in queries.open_tasks_of_case(s, case.id)]
+            out["history"] = [_event(e) for e in queries.history(s, case.id)]
+            if with_data:
+                workflow = self._workflow(case)
+                out["data"] = _public_data(_latest_data(workflow))
+                out["completed_steps"], out["current_step_ids"] = _step_ids(workflow)
+            return out
+
+    def diagram(self, actor: Actor, case_id: int) -> tuple[str, list[str], list[str]]:
+        """The BPMN XML of the case's version with its completed and current element ids."""
+        with self.db.reading() as s:
+            case = self._case_for(s, actor, case_id)
+            loaded = self.specs.get(case.process_version_id)
+            files = queries.version_files(s, case.process_version_id)
+            xml = files[loaded.model.primary_file].decode("utf-8")
+            completed, current = _step_ids(self._workflow(case))
+            return xml, completed, current
+
+    def task(self, actor: Actor, task_id: int) -> dict:
+        with self.db.reading() as s:
+            task = s.get(HumanTask, task_id)
+            if task is None:
+                raise NotFound(f"task {task_id} does not exist")
+            case = task.case
+            if not (actor.may_work_on(task) or self.may_see_case(s, actor, case)):
+                raise PermissionDenied("you may not see this task")
+            out = task_summary(task)
+            out["may_act"] = task.status == "open" and actor.may_work_on(task)
+            out["may_claim"] = task.status == "open" and task.assignee_id is None and actor.may_work_on(task)
+            out["may_release"] = (task.status == "open" and task.assignee_id is not None and bool(task.role)
+                                  and (task.assignee_id == actor.id or actor.is_admin))
+            loaded = self.specs.get(case.process_version_id)
+            workflow = self._workflow(case)
+            from uuid import UUID
+            spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
+            spec = loaded.model.spec.task_specs.get(task.step) if spiff_task is None else spiff_task.task_spec
+            schema_file, ui_file = user_task_form_files(spec) if spec is not None else (None, None)
+            schema = loaded.form(schema_file) or {"type": "object", "properties": {}}
+            out["form"] = {"schema": schema, "ui_schema": loaded.form(ui_file) or {}}
+            data = spiff_task.data if spiff_task is not None else _latest_data(workflow)
+            props = schema.get("properties") or {}
+            # Prefill only what this form owns and what this step left earlier (a resubmission),
+            # never the fields another reviewer filled in under the same name.
+            own = {k: v for k, v in data.items() if k in props}
+            if task.status == "open" and spec is not None and _is_review(props):
+                own = {}
+            out["data"] = _public_data(own)
+            context = _public_data(data)
+            out["instructions"] = str(render((spec.extensions or {}).get("instructionsForEndUser")
+                                             if spec is not None else None, context))
+            out["context"] = {
+                "project": context.get("project"),
+                "goals": goals_from_data(context),
+                "opinions": _opinions(queries.history(s, case.id)),
+            }
+            out["case"] = case_summary(case)
+            return out
+
+    def history(self, actor: Actor, case_id: int) -> list[dict]:
+        with self.db.reading() as s:
+            self._case_for(s, actor, case_id)
+            return [_event(e) for e in queries.history(s, case_id)]
+
+    def _workflow(self, case: Case):
+        loaded = self.specs.get(case.process_version_id)
+        return load_state(case.state, loaded.model.spec, loaded.model.subprocess_specs)
+
+
+def _is_review(props: dict) -> bool:
+    return "decision" in props
+
+
+def _latest_data(workflow) -> dict:
+    from SpiffWorkflow.util.task import TaskState
+    ready = workflow.get_tasks(state=TaskState.READY)
+    if ready:
+        return ready[0].data
+    return workflow.last_task.data if workflow.last_task is not None else workflow.data
+
+
+def _public_data(data: dict) -> dict:
+    import json
+    return json.loads(json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, default=str))
+
+
+def _step_ids(workflow) -> tuple[list[str], list[str]]:
+    from SpiffWorkflow.util.task import TaskState
+    completed, current = [], []
+    for task in workflow.get_tasks():
+        bpmn_id = getattr(task.task_spec, "bpmn_id", None)
+        if not bpmn_id:
+            continue
+        if task.state == TaskState.COMPLETED:
+            completed.append(bpmn_id)
+        elif task.state in (TaskState.READY, TaskState.WAITING, TaskState.STARTED, TaskState.ERROR):
+            current.append(bpmn_id)
+    return sorted(set(completed) - set(current)), sorted(set(current))
+
+
+def _opinions(events) -> list[dict]:
+    out = []
+    for e in events:
+        if e.action == "completed" and isinstance(e.data, dict) and "decision" in e.data:
+            out.append({"at": _iso(e.at), "step": e.task_name,
+                        "actor": e.actor.display_name if e.actor else None,
+                        "decision": e.data.get("decision"), "comment": e.data.get("comment"),
+                        "grade": e.data.get("grade")})
+    return out

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, sessions and queries. Knows nothing of SpiffWorkflow or Flask."""
