@@ -22,9 +22,12 @@ class PerfBudget:
         self.accounts = AccountService(self.db, self.clock)
         self.reads = ReadService(self.db, self.specs, self.clock)
 
+    def init_schema(self) -> None:
+        upgrade(self.db)
+
     def init(self) -> list:
         """Create or upgrade the schema and deploy every model under processes/."""
-        upgrade(self.db)
+        self.init_schema()
         return self.processes.deploy_all()
 
     def close(self) -> None:

@@ -92,6 +92,49 @@ class ReadService:
             return True
         return queries.case_visible(s, case.id, self._visibility(actor))
 
+    # ---- people and lookups ---------------------------------------------------------------
+
+    def me(self, actor: Actor) -> dict:
+        with self.db.reading() as s:
+            orgs = queries.orgs_by_ids(s, {org for _, org in actor.grants})
+            return {"id": actor.id, "username": actor.username, "display_name": actor.display_name,
+                    "roles": [{"role": role, "role_name": ROLES.get(role, role),
+                               "org": orgs[org].code, "org_name": orgs[org].name}
+                              for role, org in actor.grants]}
+
+    def user_exists(self, username: str) -> bool:
+        with self.db.reading() as s:
+            return queries.user_by_username(s, username) is not None
+
+    def project_id(self, actor: Actor, ref: int | str) -> int:
+        """Resolve a project given by id or code, checking the actor may see it."""
+        with self.db.reading() as s:
+            project = s.get(Project, ref) if isinstance(ref, int) or str(ref).isdigit() else None
+            if project is None and isinstance(ref, str):
+                project = queries.project_by_code(s, ref)
+            if project is None:
+                raise NotFound(f"project {ref} does not exist")
+            if not actor.may_see_project(project):
+                raise PermissionDenied("you may not see this project")
+            return project.id
+
+    def task_brief(self, task_id: int) -> dict:
+        with self.db.reading() as s:
+            task = s.get(HumanTask, task_id)
+            if task is None:
+                raise NotFound(f"task {task_id} does not exist")
+            return task_summary(task)
+
+    def completion(self, actor: Actor, result) -> dict:
+        """What a completion answers: the case as it is now and the tasks it led to."""
+        with self.db.reading() as s:
+            case = s.get(Case, result.case.id)
+            out = {"case": case_summary(case),
+                   "completed": task_summary(s.get(HumanTask, result.completed.id)),
+                   "next_tasks": [task_summary(s.get(HumanTask, t.id)) for t in result.next_tasks]}
+            out["case"]["tasks"] = [task_summary(t) for t in queries.open_tasks_of_case(s, case.id)]
+            return out
+
     # ---- lists --------------------------------------------------------------------------
 
     def inbox(self, actor: Actor, scope: str = "all", limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
@@ -125,6 +168,23 @@ class ReadService:
             goals = queries.latest_goals(s, project.id)
             out["approved_goals"] = ({"version": goals.version, "approved_at": _iso(goals.approved_at),
                                       "case_id": goals.case_id, **goals.goals} if goals else None)
+            return out
+
+    def start_options(self, actor: Actor) -> list[dict]:
+        """Per deployed process, the visible projects this actor may start it for."""
+        with self.db.reading() as s:
+            projects = queries.visible_projects(s, actor.grants, actor.sees_all_cases,
+                                                "third_party" in actor.roles)
+            running = queries.running_cases_by_project(s)
+            out = []
+            for version in queries.latest_versions(s):
+                role = self.specs.get(version.id).model.start_role
+                allowed = [p for p in projects
+                           if role is None or actor.may_act_for_project(role, p) or actor.is_admin]
+                out.append({"key": version.key, "name": version.name, "description": version.description,
+                            "version": version.version, "role_name": ROLES.get(role) if role else None,
+                            "projects": [{**project_summary(p), "running": running.get((p.id, version.key))}
+                                         for p in allowed]})
             return out
 
     def processes(self) -> list[dict]:

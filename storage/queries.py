@@ -192,3 +192,22 @@ def case_visible(s: Session, case_id: int, visibility) -> bool:
     if visibility is not None:
         q = q.where(visibility)
     return s.scalar(q) is not None
+
+
+def orgs_by_ids(s: Session, ids) -> dict[int, Organisation]:
+    ids = list(ids)
+    if not ids:
+        return {}
+    return {o.id: o for o in s.scalars(select(Organisation).where(Organisation.id.in_(ids)))}
+
+
+def all_orgs(s: Session) -> list[Organisation]:
+    return list(s.scalars(select(Organisation).order_by(Organisation.kind, Organisation.name)))
+
+
+def running_cases_by_project(s: Session) -> dict[tuple[int, str], int]:
+    """(project id, process key) -> id of a running case, for start pages."""
+    rows = s.execute(select(Case.project_id, Case.process_key, func.max(Case.id))
+                     .where(Case.status == "running", Case.project_id.is_not(None))
+                     .group_by(Case.project_id, Case.process_key))
+    return {(p, k): c for p, k, c in rows}

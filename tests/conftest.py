@@ -1,0 +1,171 @@
+"""Shared fixtures: a fresh database per test (SQLite, or PostgreSQL when
+PERFBUDGET_TEST_DATABASE_URL is set), the engine, the Flask app, and login helpers."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from engine import demo
+from engine.app import PerfBudget
+from engine.clock import Clock
+from webui import create_app
+
+PG_URL = os.environ.get("PERFBUDGET_TEST_DATABASE_URL")
+
+
+def _fresh_database_url(tmp_path) -> str:
+    if not PG_URL:
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    # One throwaway database per test on the PostgreSQL server.
+    name = f"pbtest_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    base, _, _ = PG_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def _drop_database(url: str) -> None:
+    if not PG_URL:
+        return
+    name = url.rpartition("/")[2]
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    url = _fresh_database_url(tmp_path)
+    yield url
+    _drop_database(url)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def core(database_url, clock):
+    """The engine on an initialised database with every model under processes/ deployed."""
+    app = PerfBudget(database_url, clock=clock)
+    app.init()
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def demo_core(core):
+    """The engine with the demo organisations, users and projects, but no cases."""
+    saved = dict(demo.CASE_SCRIPTS)
+    demo.CASE_SCRIPTS.clear()
+    try:
+        demo.load(core)
+    finally:
+        demo.CASE_SCRIPTS.update(saved)
+    return core
+
+
+@pytest.fixture
+def actor(demo_core):
+    """actor('school_unit') -> the engine's Actor for a demo login."""
+    def get(username: str):
+        from storage import queries
+        with demo_core.db.reading() as s:
+            user = queries.user_by_username(s, username)
+        return demo_core.accounts.actor(user.id)
+    return get
+
+
+@pytest.fixture
+def project_id(demo_core):
+    """project_id('EDU-2027-001') -> the id of a demo project."""
+    def get(code: str) -> int:
+        from storage import queries
+        with demo_core.db.reading() as s:
+            return queries.project_by_code(s, code).id
+    return get
+
+
+@pytest.fixture
+def app(demo_core, tmp_path):
+    flask_app = create_app({"TESTING": True, "SECRET_KEY": "test", "DATABASE_URL": demo_core.db.url},
+                           perfbudget=demo_core)
+    flask_app.instance_path = str(tmp_path)
+    return flask_app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class ApiClient:
+    """Calls /api/v1 as one demo user with a bearer token."""
+
+    def __init__(self, client, username: str, password: str = demo.DEMO_PASSWORD):
+        self.client = client
+        response = client.post("/api/v1/tokens", json={"username": username, "password": password})
+        assert response.status_code == 201, response.get_json()
+        self.headers = {"Authorization": f"Bearer {response.get_json()['token']}"}
+
+    def get(self, path, **kw):
+        return self.client.get(path, headers=self.headers, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.client.post(path, headers=self.headers, json=json if json is not None else {}, **kw)
+
+
+@pytest.fixture
+def api(client):
+    """api('review1') -> an ApiClient logged in as that demo user."""
+    cache = {}
+
+    def get(username: str) -> ApiClient:
+        if username not in cache:
+            cache[username] = ApiClient(client, username)
+        return cache[username]
+    return get
+
+
+class PageSession:
+    """A browser-like session on the HTML pages (test client with cookies and CSRF tokens)."""
+
+    def __init__(self, app, username: str):
+        self.client = app.test_client()
+        page = self.client.get("/login")
+        token = _csrf_from(page.get_data(as_text=True))
+        response = self.client.post("/login", data={"username": username, "password": demo.DEMO_PASSWORD,
+                                                    "csrf_token": token})
+        assert response.status_code == 302, response.get_data(as_text=True)
+
+    def get(self, path, **kw):
+        return self.client.get(path, **kw)
+
+    def post_form(self, path, data: dict, page_path: str | None = None):
+        """Post a form the way a browser does: with the CSRF token of the page it came from."""
+        page = self.client.get(page_path or path)
+        token = _csrf_from(page.get_data(as_text=True))
+        return self.client.post(path, data={**data, "csrf_token": token})
+
+
+def _csrf_from(html: str) -> str:
+    import re
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html) or \
+        re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+@pytest.fixture
+def pages(app):
+    """pages('school_unit') -> a logged-in PageSession for the HTML pages."""
+    def get(username: str) -> PageSession:
+        return PageSession(app, username)
+    return get

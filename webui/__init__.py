@@ -1,0 +1,77 @@
+"""Flask app factory: configuration, extensions and blueprints."""
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+from flask_wtf.csrf import CSRFProtect
+
+from engine.app import PerfBudget
+
+csrf = CSRFProtect()
+
+
+class JSONProvider(DefaultJSONProvider):
+    @staticmethod
+    def default(o):
+        if isinstance(o, Decimal):
+            return str(o)
+        if isinstance(o, (datetime, date)):
+            return o.isoformat()
+        return DefaultJSONProvider.default(o)
+
+
+def _secret_key(instance: Path) -> str:
+    key = os.environ.get("PERFBUDGET_SECRET_KEY")
+    if key:
+        return key
+    path = instance / "secret_key"
+    if not path.exists():
+        # Generated once and kept, so sessions survive a restart.
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def default_database_url(instance: Path) -> str:
+    return f"sqlite:///{instance / 'perfbudget.db'}"
+
+
+def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.json = JSONProvider(app)
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        SECRET_KEY=_secret_key(instance),
+        DATABASE_URL=os.environ.get("PERFBUDGET_DATABASE_URL") or default_database_url(instance),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=8 * 1024 * 1024,
+    )
+    if test_config:
+        app.config.update(test_config)
+    core = perfbudget or PerfBudget(app.config["DATABASE_URL"])
+    app.extensions["perfbudget"] = core
+
+    csrf.init_app(app)
+    from . import api, auth, errors, pages, templating
+    templating.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)   # the API authenticates with bearer tokens, never cookies
+    errors.init_app(app)
+    from .cli import register
+    register(app)
+    return app

@@ -1,0 +1,114 @@
+"""The `perfbudget` command line: init, demo, serve, deploy, users."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+
+from engine.errors import PerfBudgetError
+
+from .context import core
+
+
+def _fail(exc: PerfBudgetError) -> None:
+    click.secho(f"error: {exc.message}", fg="red", err=True)
+    sys.exit(1)
+
+
+def register(app: Flask) -> None:
+    @app.cli.command("init")
+    def init_command():
+        """Create or upgrade the schema and deploy every model under processes/."""
+        try:
+            results = core().init()
+        except PerfBudgetError as exc:
+            _fail(exc)
+        click.echo(f"Database ready: {_safe_url(core().db.url)}")
+        for version, created in results:
+            state = "deployed" if created else "unchanged"
+            click.echo(f"  {version.key} v{version.version} ({state})")
+
+    @app.cli.command("demo")
+    @click.option("--scale", type=int, default=0, hidden=True)
+    def demo_command(scale):
+        """Load demo organisations, users, projects and cases (safe to run again)."""
+        from engine import demo
+        try:
+            core().init()
+            logins = demo.load(core())
+        except PerfBudgetError as exc:
+            _fail(exc)
+        click.echo(f"Demo data ready. Log in at http://127.0.0.1:5000 with password '{demo.DEMO_PASSWORD}':")
+        for username, role, org in logins:
+            click.echo(f"  {username:<14} {role:<14} {org}")
+
+    @app.cli.command("deploy")
+    @click.argument("path", type=click.Path(file_okay=False))
+    def deploy_command(path):
+        """Deploy one process model folder as a new version."""
+        try:
+            core().init_schema()
+            version, created = core().processes.deploy_folder(path)
+        except PerfBudgetError as exc:
+            _fail(exc)
+        word = "Deployed" if created else "Unchanged, still"
+        click.echo(f"{word} {version.key} version {version.version}")
+
+    @app.cli.command("users")
+    @click.argument("username")
+    @click.option("--name", "display_name", help="Display name.")
+    @click.option("--password", help="Set this password (prompted when creating a user without it).")
+    @click.option("--role", help="Grant this role code (with --org).")
+    @click.option("--org", "org_code", help="Organisation code where the role is held.")
+    def users_command(username, display_name, password, role, org_code):
+        """Add a user, set a password, or grant a role in an organisation."""
+        accounts = core().accounts
+        try:
+            core().init_schema()
+            if role or org_code:
+                if not (role and org_code):
+                    raise click.UsageError("--role and --org go together")
+            exists = core().reads.user_exists(username)
+            if not exists and not password:
+                password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+            accounts.ensure_user(username, display_name, password)
+            if role:
+                accounts.grant(username, role, org_code)
+        except PerfBudgetError as exc:
+            _fail(exc)
+        click.echo(f"{'Updated' if exists else 'Created'} user {username}"
+                   + (f"; granted {role} in {org_code}" if role else ""))
+
+    @app.cli.command("serve")
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=5000, show_default=True, type=int)
+    @click.option("--threads", default=8, show_default=True, type=int)
+    def serve_command(host, port, threads):
+        """Serve the app with a multi-threaded production server."""
+        core().init()
+        core().specs.warm()
+        from .server import serve
+        click.echo(f"PerfBudget on http://{host}:{port}  (database: {_safe_url(core().db.url)})")
+        serve(app, host, port, threads)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _create_app():
+    from . import create_app
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False, add_version_option=False,
+             load_dotenv=False)
+def cli():
+    """PerfBudget: full-process budget performance management."""
+
+
+def main() -> None:
+    cli()
