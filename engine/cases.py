@@ -33,6 +33,7 @@ from .roles import ROLES, role_for_lane, scoped_org_id
 from .scripting import RestrictedEnvironment
 from .serializer import dump_state, load_state
 from .specs import LoadedVersion, SpecCache
+from .timers import next_due
 
 EFFECT_HANDLERS = dict(goals.EFFECT_HANDLERS)
 START_GUARDS = dict(goals.START_GUARDS)
@@ -91,6 +92,8 @@ class CaseService:
         except SpiffWorkflowException as exc:
             raise WorkflowError(f"The process could not continue: {exc}",
                                 {"step": getattr(getattr(exc, "task_spec", None), "bpmn_name", None)}) from None
+        except Exception as exc:  # a diagram's expression can fail in any way; never a 500
+            raise WorkflowError(f"The process could not continue: {type(exc).__name__}: {exc}") from None
 
     def _apply_effects(self, s: Session, case: Case, recorder: EffectRecorder, actor_id, now) -> None:
         for effect in recorder.pending:
@@ -131,6 +134,7 @@ class CaseService:
         done = workflow.is_completed()
         return {"status": "completed" if done else "running", "current_steps": steps[:500],
                 "completed_at": now if done else None, "updated_at": now,
+                "next_due_at": None if done else next_due(workflow),
                 "state": dump_state(workflow)}
 
     def _audit(self, s: Session, case_id: int | None, actor_id: int | None, action: str, now: datetime,

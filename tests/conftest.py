@@ -3,6 +3,7 @@ PERFBUDGET_TEST_DATABASE_URL is set), the engine, the Flask app, and login helpe
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 
 import pytest
@@ -16,34 +17,66 @@ from webui import create_app
 PG_URL = os.environ.get("PERFBUDGET_TEST_DATABASE_URL")
 
 
-def _fresh_database_url(tmp_path) -> str:
+def _admin_engine():
+    return create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+
+
+def _build_template(url: str) -> None:
+    """Schema, deployed models, demo organisations, users and projects (no cases)."""
+    app = PerfBudget(url)
+    app.init()
+    saved = dict(demo.CASE_SCRIPTS)
+    demo.CASE_SCRIPTS.clear()
+    try:
+        demo.load(app)
+    finally:
+        demo.CASE_SCRIPTS.update(saved)
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def template_database(tmp_path_factory):
+    """Built once per run; every test gets a copy, so each starts from the same clean state
+    without paying for migrations and password hashing again."""
     if not PG_URL:
-        return f"sqlite:///{tmp_path / 'test.db'}"
-    # One throwaway database per test on the PostgreSQL server.
-    name = f"pbtest_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        url = f"sqlite:///{path}"
+        _build_template(url)
+        from sqlalchemy import create_engine as _ce
+        engine = _ce(url)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        engine.dispose()
+        yield path
+        return
+    name = f"pbtemplate_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    base, _, _ = PG_URL.rpartition("/")
-    return f"{base}/{name}"
-
-
-def _drop_database(url: str) -> None:
-    if not PG_URL:
-        return
-    name = url.rpartition("/")[2]
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    base = PG_URL.rpartition("/")[0]
+    _build_template(f"{base}/{name}")
+    yield name
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 
 @pytest.fixture
-def database_url(tmp_path):
-    url = _fresh_database_url(tmp_path)
-    yield url
-    _drop_database(url)
+def database_url(tmp_path, template_database):
+    """A fresh copy of the template database for this test."""
+    if not PG_URL:
+        target = tmp_path / "test.db"
+        shutil.copyfile(template_database, target)
+        yield f"sqlite:///{target}"
+        return
+    name = f"pbtest_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+    yield f"{PG_URL.rpartition('/')[0]}/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture
@@ -53,22 +86,17 @@ def clock():
 
 @pytest.fixture
 def core(database_url, clock):
-    """The engine on an initialised database with every model under processes/ deployed."""
+    """The engine on a database with every model under processes/ deployed and the demo
+    organisations, users and projects loaded (no cases)."""
     app = PerfBudget(database_url, clock=clock)
-    app.init()
+    app.init()      # a no-op upgrade and unchanged deployments: proves init is idempotent
     yield app
     app.close()
 
 
 @pytest.fixture
 def demo_core(core):
-    """The engine with the demo organisations, users and projects, but no cases."""
-    saved = dict(demo.CASE_SCRIPTS)
-    demo.CASE_SCRIPTS.clear()
-    try:
-        demo.load(core)
-    finally:
-        demo.CASE_SCRIPTS.update(saved)
+    """Alias of `core`, for tests that use the demo users and projects."""
     return core
 
 
