@@ -18,6 +18,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import queries
 from storage.db import Database
@@ -251,9 +252,15 @@ class CaseService:
             if not queries.save_case_state(s, case.id, expected_version, **summary):
                 raise Conflict("the case was changed by someone else while you worked; reload and try again")
             self._end_event_audit(s, case, workflow, now)
-            s.flush()
-            s.refresh(case)
-            s.refresh(task)
+            # The guarded UPDATEs bypassed the ORM; bring the loaded objects in line instead
+            # of reloading them.
+            for key, value in summary.items():
+                set_committed_value(case, key, value)
+            set_committed_value(case, "lock_version", expected_version + 1)
+            for key, value in (("status", "completed"), ("completed_at", now), ("completed_by_id", actor.id)):
+                set_committed_value(task, key, value)
+            for row in created:     # what callers show about the next steps, loaded while we can
+                _ = (row.org, row.case)
             return CompletionResult(case=case, completed=task, next_tasks=created)
 
     def claim(self, actor: Actor, task_id: int) -> HumanTask:
@@ -265,8 +272,7 @@ class CaseService:
             if not queries.set_assignee(s, task.id, None, actor.id):
                 raise Conflict("someone else claimed this task first")
             self._audit(s, task.case_id, actor.id, "claimed", now, task=task)
-            s.flush()
-            s.refresh(task)
+            set_committed_value(task, "assignee_id", actor.id)
             return task
 
     def unclaim(self, actor: Actor, task_id: int) -> HumanTask:
@@ -286,8 +292,7 @@ class CaseService:
             if not queries.set_assignee(s, task.id, task.assignee_id, None):
                 raise Conflict("the task changed meanwhile; reload")
             self._audit(s, task.case_id, actor.id, "unclaimed", now, task=task)
-            s.flush()
-            s.refresh(task)
+            set_committed_value(task, "assignee_id", None)
             return task
 
 

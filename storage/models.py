@@ -60,7 +60,7 @@ class RoleGrant(Base):
     role: Mapped[str] = mapped_column(String(32))
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     user: Mapped[User] = relationship(back_populates="grants")
-    org: Mapped[Organisation] = relationship(lazy="joined")
+    org: Mapped[Organisation] = relationship()
 
 
 class ApiToken(Base):
@@ -92,9 +92,9 @@ class Project(Base):
     end_date: Mapped[date | None] = mapped_column(Date)
     # none | in_review | approved | rejected
     goals_status: Mapped[str] = mapped_column(String(20), default="none")
-    unit: Mapped[Organisation] = relationship(foreign_keys=[unit_id], lazy="joined")
-    competent: Mapped[Organisation] = relationship(foreign_keys=[competent_id], lazy="joined")
-    funding: Mapped[Organisation] = relationship(foreign_keys=[funding_id], lazy="joined")
+    unit: Mapped[Organisation] = relationship(foreign_keys=[unit_id])
+    competent: Mapped[Organisation] = relationship(foreign_keys=[competent_id])
+    funding: Mapped[Organisation] = relationship(foreign_keys=[funding_id])
 
 
 class ProjectGoals(Base):
@@ -161,9 +161,9 @@ class Case(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
-    process_version: Mapped[ProcessVersion] = relationship(lazy="joined")
-    project: Mapped[Project | None] = relationship(lazy="joined")
-    org: Mapped[Organisation] = relationship(lazy="joined")
+    process_version: Mapped[ProcessVersion] = relationship()
+    project: Mapped[Project | None] = relationship()
+    org: Mapped[Organisation] = relationship()
 
 
 class HumanTask(Base):
@@ -191,10 +191,10 @@ class HumanTask(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    case: Mapped[Case] = relationship(lazy="joined")
-    org: Mapped[Organisation | None] = relationship(lazy="joined")
-    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="joined")
-    completed_by: Mapped[User | None] = relationship(foreign_keys=[completed_by_id], lazy="joined")
+    case: Mapped[Case] = relationship()
+    org: Mapped[Organisation | None] = relationship()
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+    completed_by: Mapped[User | None] = relationship(foreign_keys=[completed_by_id])
 
 
 class AuditEvent(Base):
@@ -211,4 +211,4 @@ class AuditEvent(Base):
     task_name: Mapped[str | None] = mapped_column(String(200))
     step: Mapped[str | None] = mapped_column(String(200))
     data: Mapped[dict | None] = mapped_column(JSON)
-    actor: Mapped[User | None] = relationship(lazy="joined")
+    actor: Mapped[User | None] = relationship()

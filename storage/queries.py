@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import and_, exists, false, func, or_, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from .models import (
     ApiToken, AuditEvent, Case, HumanTask, Organisation, ProcessFile, ProcessVersion, Project,
@@ -74,8 +74,14 @@ def _project_visible(grants, sees_all: bool, third_party: bool):
     return or_(*conds) if conds else false()
 
 
+_PROJECT_ORGS = (joinedload(Project.unit), joinedload(Project.competent), joinedload(Project.funding))
+_TASK_LIST = (joinedload(HumanTask.case).joinedload(Case.project), joinedload(HumanTask.org),
+              joinedload(HumanTask.assignee), joinedload(HumanTask.completed_by))
+_CASE_LIST = (joinedload(Case.process_version), joinedload(Case.project), joinedload(Case.org))
+
+
 def visible_projects(s: Session, grants, sees_all: bool, third_party: bool, year: int | None = None):
-    q = select(Project).order_by(Project.year.desc(), Project.code)
+    q = select(Project).options(*_PROJECT_ORGS).order_by(Project.year.desc(), Project.code)
     cond = _project_visible(grants, sees_all, third_party)
     if cond is not None:
         q = q.where(cond)
@@ -118,7 +124,8 @@ def list_cases(s: Session, visibility, *, process: str | None = None, status: st
     if project_id:
         q = q.where(Case.project_id == project_id)
     total = s.scalar(select(func.count()).select_from(q.subquery()))
-    rows = list(s.scalars(q.order_by(Case.started_at.desc(), Case.id.desc()).limit(limit).offset(offset)))
+    rows = list(s.scalars(q.options(*_CASE_LIST).order_by(Case.started_at.desc(), Case.id.desc())
+                          .limit(limit).offset(offset)))
     return rows, total or 0
 
 
@@ -138,13 +145,16 @@ def inbox(s: Session, user_id: int, grants, bureau_roles: list[str], scope: str 
     who = {"mine": mine, "group": group}.get(scope, or_(mine, group))
     q = select(HumanTask).where(HumanTask.status == "open", who)
     total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = list(s.scalars(q.order_by(HumanTask.created_at, HumanTask.id).limit(limit).offset(offset)))
+    rows = list(s.scalars(q.options(*_TASK_LIST).order_by(HumanTask.created_at, HumanTask.id)
+                          .limit(limit).offset(offset))) if limit else []
     return rows, total
 
 
-def open_tasks_of_case(s: Session, case_id: int) -> list[HumanTask]:
-    return list(s.scalars(select(HumanTask).where(HumanTask.case_id == case_id, HumanTask.status == "open")
-                          .order_by(HumanTask.id)))
+def open_tasks_of_case(s: Session, case_id: int, with_relations: bool = False) -> list[HumanTask]:
+    q = select(HumanTask).where(HumanTask.case_id == case_id, HumanTask.status == "open").order_by(HumanTask.id)
+    if with_relations:
+        q = q.options(*_TASK_LIST)
+    return list(s.scalars(q))
 
 
 def tasks_of_case(s: Session, case_id: int) -> list[HumanTask]:
@@ -175,7 +185,8 @@ def save_case_state(s: Session, case_id: int, expected_version: int, **values) -
 
 
 def history(s: Session, case_id: int) -> list[AuditEvent]:
-    return list(s.scalars(select(AuditEvent).where(AuditEvent.case_id == case_id).order_by(AuditEvent.id)))
+    return list(s.scalars(select(AuditEvent).options(selectinload(AuditEvent.actor))
+                          .where(AuditEvent.case_id == case_id).order_by(AuditEvent.id)))
 
 
 def latest_goals(s: Session, project_id: int) -> ProjectGoals | None:
