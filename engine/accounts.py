@@ -44,7 +44,7 @@ class AccountService:
 
     def actor(self, user_id: int) -> Actor | None:
         with self.db.reading() as s:
-            user = s.get(User, user_id)
+            user = queries.get_by_id(s, User, user_id)
             if user is None or not user.active:
                 return None
             return actor_of(user, queries.grants_of(s, user.id))

@@ -164,7 +164,9 @@ class CaseService:
             version = queries.latest_version(s, process_key)
             if version is None:
                 raise NotFound(f"no process '{process_key}' is deployed")
-            project = s.get(Project, project_id) if project_id is not None else None
+            # The project row stays locked to the end of the transaction, so two starts for
+            # one project run one after the other and the start guard sees the first case.
+            project = queries.get_for_update(s, Project, project_id) if project_id is not None else None
             if project_id is not None and project is None:
                 raise NotFound(f"project {project_id} does not exist")
             if project is None:
@@ -202,7 +204,7 @@ class CaseService:
     # ---- tasks ---------------------------------------------------------------------------
 
     def _open_task_for(self, s: Session, actor: Actor, task_id: int) -> HumanTask:
-        task = s.get(HumanTask, task_id)
+        task = queries.get_by_id(s, HumanTask, task_id)
         if task is None:
             raise NotFound(f"task {task_id} does not exist")
         if task.status != "open":
@@ -278,7 +280,7 @@ class CaseService:
     def unclaim(self, actor: Actor, task_id: int) -> HumanTask:
         now = self.clock.now()
         with self.db.transaction() as s:
-            task = s.get(HumanTask, task_id)
+            task = queries.get_by_id(s, HumanTask, task_id)
             if task is None:
                 raise NotFound(f"task {task_id} does not exist")
             if task.status != "open":

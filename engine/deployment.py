@@ -116,6 +116,9 @@ def parse_model(model: ModelFiles) -> ParsedModel:
             raise _fail(key, f"XML error: {exc}", name) from None
         if root is None:
             raise _fail(key, "empty XML document", name)
+        docinfo = root.getroottree().docinfo
+        if docinfo.doctype or docinfo.internalDTD is not None:
+            raise _fail(key, "documents with a DOCTYPE are refused (entities are not allowed)", name)
         try:
             if name.endswith(".bpmn"):
                 parser.add_bpmn_xml(etree.ElementTree(root), filename=name)
@@ -139,7 +142,7 @@ def parse_model(model: ModelFiles) -> ParsedModel:
     start_role = None
     for each_spec in [spec, *subprocess_specs.values()]:
         for task_spec in each_spec.task_specs.values():
-            _check_task_spec(key, model, task_spec, forms)
+            _check_task_spec(key, model, task_spec, forms, getattr(each_spec, "file", None))
             if each_spec is spec and isinstance(task_spec, StartEventMixin) and start_role is None:
                 start_role = role_for_lane(getattr(task_spec, "lane", None))
     return ParsedModel(
@@ -161,9 +164,8 @@ def _refuse_doctype(key: str, name: str, content: bytes) -> None:
         raise _fail(key, "documents with a DOCTYPE are refused (entities are not allowed)", name)
 
 
-def _check_task_spec(key: str, model: ModelFiles, task_spec, forms: dict) -> None:
+def _check_task_spec(key: str, model: ModelFiles, task_spec, forms: dict, file: str | None) -> None:
     element = task_spec.bpmn_id or task_spec.name
-    file = getattr(task_spec, "filename", None)
     lane = getattr(task_spec, "lane", None)
     if lane and role_for_lane(lane) is None and isinstance(task_spec, UserTaskMixin):
         raise _fail(key, f"lane '{lane}' names no role (use a role code or its display name)", file, element)

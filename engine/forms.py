@@ -15,8 +15,44 @@ MAX_STRING = 100_000
 
 
 def check_schema(schema: dict) -> None:
-    """Raise SchemaError for a schema that is not valid JSON Schema."""
+    """Raise SchemaError for a schema that is not valid JSON Schema, or whose $refs do not all
+    point inside the schema itself (a form must never fetch anything, nor fail at submit time)."""
     Draft202012Validator.check_schema(schema)
+    for ref in _refs(schema):
+        if not ref.startswith("#"):
+            raise SchemaError(f"$ref {ref!r} points outside the form; only local references ('#/...') are allowed")
+        if _resolve_pointer(schema, ref[1:]) is _MISSING:
+            raise SchemaError(f"$ref {ref!r} points to nothing in the form")
+
+
+_MISSING = object()
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _resolve_pointer(document, pointer: str):
+    if pointer in ("", "/"):
+        return document
+    node = document
+    for part in pointer.lstrip("/").split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
 
 
 @lru_cache(maxsize=512)
@@ -127,7 +163,8 @@ def from_form_fields(schema: dict, fields: Mapping[str, str], prefix: str = "") 
                               if (m := re.fullmatch(re.escape(key) + r"-(\d+)-.+", f))})
             for i in indexes:
                 row = from_form_fields(prop["items"], fields, f"{key}-{i}-")
-                if row:
+                # An unticked checkbox alone does not make a row: a blank added row is left out.
+                if any(value is not False and value is not None and value != "" for value in row.values()):
                     rows.append(row)
             data[name] = rows
         elif prop.get("type") == "boolean":

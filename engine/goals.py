@@ -11,6 +11,24 @@ from storage.models import Case, Project, ProjectGoals
 
 from .errors import Conflict
 
+# Display names of the fixed indicator levels and the operators (domain.md, link 2).
+INDICATOR_LABELS = {
+    "output": "Output", "effect": "Effect", "satisfaction": "Satisfaction",
+    "quantity": "Quantity", "quality": "Quality", "timeliness": "Timeliness", "cost": "Cost",
+    "economic": "Economic benefit", "social": "Social benefit", "ecological": "Ecological benefit",
+    "sustainable": "Sustainable impact", "satisfaction_level2": "Service recipient satisfaction",
+    ">=": "≥", ">": ">", "=": "=", "<": "<", "<=": "≤", "qualitative": "",
+}
+
+
+
+def indicator_label(code: str | None, level: int = 1) -> str:
+    """The display name of an indicator level (level 2 'satisfaction' reads differently)."""
+    if level == 2 and code == "satisfaction":
+        return INDICATOR_LABELS["satisfaction_level2"]
+    return INDICATOR_LABELS.get(code or "", code or "")
+
+
 GOAL_FIELDS = ("project_overview", "basis", "schedule", "safeguards",
                "long_term_goal", "annual_goal", "indicators")
 

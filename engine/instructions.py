@@ -1,18 +1,45 @@
 """Rendering `spiffworkflow:instructionsForEndUser`: Markdown with Jinja placeholders.
 
-The template is rendered in Jinja's sandbox with autoescaping, so task data cannot inject
-markup or reach Python internals; a template error shows as a message, not a crash.
+The template comes from the diagram; the values come from task data, which users typed.
+So values are rendered in Jinja's sandbox, Markdown-escaped (a comment cannot become a link
+or an image) and HTML-escaped, and the resulting HTML is cleaned by an allow-list sanitizer
+(links only to http, https and mailto). A template error shows as a message, not a crash.
 """
 from __future__ import annotations
 
+import re
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
 import markdown
+import nh3
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-_ENV = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!])")
+ALLOWED_TAGS = {"p", "br", "strong", "em", "b", "i", "ul", "ol", "li", "a", "code", "pre", "blockquote",
+                "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "hr"}
+
+
+def _markdown_literal(value):
+    """Every value printed by a placeholder reads as plain text in Markdown."""
+    if value is None:
+        return ""
+    if isinstance(value, Markup):
+        return value
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+
+
+def money(value) -> str:
+    try:
+        return f"{Decimal(str(value)):,.2f}"
+    except (InvalidOperation, ValueError):
+        return str(value)
+
+
+_ENV = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, finalize=_markdown_literal)
+_ENV.filters["money"] = money
 
 
 @lru_cache(maxsize=1024)
@@ -27,4 +54,6 @@ def render(source: str | None, data: dict) -> Markup:
         text = _template(source).render(**data)
     except TemplateError as exc:
         return Markup(f'<p class="instructions-error">{escape(f"Instructions could not be shown: {exc}")}</p>')
-    return Markup(markdown.markdown(str(text), extensions=["tables"]))
+    html = markdown.markdown(str(text), extensions=["tables"])
+    return Markup(nh3.clean(html, tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"},
+                            link_rel="noopener noreferrer"))

@@ -80,7 +80,7 @@ class ReadService:
         return queries.case_visibility(actor.grants, actor.sees_all_cases, actor.id)
 
     def _case_for(self, s, actor: Actor, case_id: int) -> Case:
-        case = s.get(Case, case_id)
+        case = queries.get_by_id(s, Case, case_id)
         if case is None:
             raise NotFound(f"case {case_id} does not exist")
         if not self.may_see_case(s, actor, case):
@@ -109,7 +109,7 @@ class ReadService:
     def project_id(self, actor: Actor, ref: int | str) -> int:
         """Resolve a project given by id or code, checking the actor may see it."""
         with self.db.reading() as s:
-            project = s.get(Project, ref) if isinstance(ref, int) or str(ref).isdigit() else None
+            project = queries.get_by_id(s, Project, int(ref)) if str(ref).isdigit() else None
             if project is None and isinstance(ref, str):
                 project = queries.project_by_code(s, ref)
             if project is None:
@@ -120,7 +120,7 @@ class ReadService:
 
     def task_brief(self, task_id: int) -> dict:
         with self.db.reading() as s:
-            task = s.get(HumanTask, task_id)
+            task = queries.get_by_id(s, HumanTask, task_id)
             if task is None:
                 raise NotFound(f"task {task_id} does not exist")
             return task_summary(task)
@@ -159,7 +159,7 @@ class ReadService:
 
     def project(self, actor: Actor, project_id: int) -> dict:
         with self.db.reading() as s:
-            project = s.get(Project, project_id)
+            project = queries.get_by_id(s, Project, project_id)
             if project is None:
                 raise NotFound(f"project {project_id} does not exist")
             if not actor.may_see_project(project):
@@ -218,7 +218,7 @@ class ReadService:
 
     def task(self, actor: Actor, task_id: int) -> dict:
         with self.db.reading() as s:
-            task = s.get(HumanTask, task_id)
+            task = queries.get_by_id(s, HumanTask, task_id)
             if task is None:
                 raise NotFound(f"task {task_id} does not exist")
             case = task.case

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+import ast
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -72,6 +73,15 @@ def _compile_eval(expression: str):
 
 @lru_cache(maxsize=4096)
 def _compile_exec(script: str):
+    try:
+        tree = ast.parse(script)
+    except SyntaxError as exc:
+        raise ScriptRefused(f"Line {exc.lineno}: {exc.msg}") from None
+    for node in ast.walk(tree):
+        # RestrictedPython compiles imports and fails them only when they run; refuse them
+        # up front so a diagram that imports never deploys.
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            raise ScriptRefused(f"Line {node.lineno}: imports are not allowed in scripts")
     result = compile_restricted_exec(script)
     if result.errors:
         raise ScriptRefused("; ".join(result.errors))
@@ -104,18 +114,24 @@ class RestrictedEnvironment(TaskDataEnvironment):
 
     def execute(self, script, context, external_context=None):
         self.check_for_overwrite(context, external_context or {})
-        scope = dict(BASE_GLOBALS)
-        scope.update(self.globals)
-        scope.update(external_context or {})
-        context.update(scope)
-        self.current_context = context
+        provided = {**BASE_GLOBALS, **self.globals, **(external_context or {})}
+        # The script runs in its own scope (helpers first, task data over them), and only
+        # what it set or changed goes back into the task data: a data field called `date`
+        # is neither lost nor replaced by the helper of that name.
+        scope = {**provided, **context}
+        self.current_context = scope
         try:
-            exec(_compile_exec(script), context)  # noqa: S102 - sandboxed code object
+            exec(_compile_exec(script), scope)  # noqa: S102 - sandboxed code object
         finally:
             self.current_context = None
-            self._remove_globals_and_functions_from_context(context, external_context)
-            for key in BASE_GLOBALS:
-                context.pop(key, None)
+        for key in [k for k in context if k not in scope]:
+            del context[key]
+        for key, value in scope.items():
+            if key in provided and value is provided[key] and key not in context:
+                continue
+            if key == "__builtins__" or callable(value) and key not in context:
+                continue
+            context[key] = value
         return True
 
 

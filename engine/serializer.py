@@ -36,13 +36,17 @@ class SpeclessWorkflowConverter(BpmnWorkflowConverter):
         return workflow
 
 
+def _register_data_types(registry) -> None:
+    # Form data carries dates and money; keep their types across a save.
+    registry.register(date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]))
+    registry.register(Decimal, lambda v: {"value": str(v)}, lambda v: Decimal(v["value"]))
+
+
 def _make_serializer() -> BpmnWorkflowSerializer:
     config = dict(SPIFF_CONFIG)
     config[BpmnWorkflow] = SpeclessWorkflowConverter
     registry = BpmnWorkflowSerializer.configure(config)
-    # Form data carries dates and money; keep their types across a save.
-    registry.register(date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]))
-    registry.register(Decimal, lambda v: {"value": str(v)}, lambda v: Decimal(v["value"]))
+    _register_data_types(registry)
     return BpmnWorkflowSerializer(registry)
 
 
@@ -70,4 +74,6 @@ def load_state(state: str, spec, subprocess_specs) -> BpmnWorkflow:
 
 def stock_serializer() -> BpmnWorkflowSerializer:
     """SpiffWorkflow's default serializer (spec embedded), for benchmarks and comparisons."""
-    return BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
+    registry = BpmnWorkflowSerializer.configure(SPIFF_CONFIG)
+    _register_data_types(registry)
+    return BpmnWorkflowSerializer(registry)

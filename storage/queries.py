@@ -222,3 +222,20 @@ def running_cases_by_project(s: Session) -> dict[tuple[int, str], int]:
                      .where(Case.status == "running", Case.project_id.is_not(None))
                      .group_by(Case.project_id, Case.process_key))
     return {(p, k): c for p, k, c in rows}
+
+
+MAX_ID = 2**31 - 1   # ids are INTEGER columns: PostgreSQL's int4 is the narrowest range
+
+
+def get_by_id(s: Session, model, ident):
+    """The row with this id, or None (also for ids no row can have, instead of a driver error)."""
+    if isinstance(ident, bool) or not isinstance(ident, int) or not 0 < ident <= MAX_ID:
+        return None
+    return s.get(model, ident)
+
+
+def get_for_update(s: Session, model, ident):
+    """get_by_id, locking the row until the transaction ends (SQLite's write lock already does)."""
+    if isinstance(ident, bool) or not isinstance(ident, int) or not 0 < ident <= MAX_ID:
+        return None
+    return s.get(model, ident, with_for_update=True)

@@ -123,8 +123,10 @@ def project_id(demo_core):
 
 @pytest.fixture
 def app(demo_core, tmp_path):
-    flask_app = create_app({"TESTING": True, "SECRET_KEY": "test", "DATABASE_URL": demo_core.db.url},
-                           perfbudget=demo_core)
+    # Pages show times in UTC here so tests can state them exactly; test_pages covers the
+    # bureau's zone separately.
+    flask_app = create_app({"TESTING": True, "SECRET_KEY": "test", "DATABASE_URL": demo_core.db.url,
+                            "DISPLAY_TIMEZONE": "UTC"}, perfbudget=demo_core)
     flask_app.instance_path = str(tmp_path)
     return flask_app
 

@@ -6,6 +6,7 @@ import secrets
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
@@ -50,6 +51,8 @@ def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = 
     app.config.update(
         SECRET_KEY=_secret_key(instance),
         DATABASE_URL=os.environ.get("PERFBUDGET_DATABASE_URL") or default_database_url(instance),
+        # Times are stored in UTC and shown in the bureau's zone.
+        DISPLAY_TIMEZONE=os.environ.get("PERFBUDGET_TIMEZONE") or "Asia/Shanghai",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
@@ -60,6 +63,10 @@ def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = 
     )
     if test_config:
         app.config.update(test_config)
+    try:
+        ZoneInfo(app.config["DISPLAY_TIMEZONE"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RuntimeError(f"PERFBUDGET_TIMEZONE: unknown time zone {app.config['DISPLAY_TIMEZONE']!r}") from None
     core = perfbudget or PerfBudget(app.config["DATABASE_URL"])
     app.extensions["perfbudget"] = core
 

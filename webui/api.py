@@ -36,7 +36,7 @@ def _body() -> dict:
     return body
 
 
-def _int_arg(name: str, default: int, low: int = 0, high: int | None = None) -> int:
+def _int_arg(name: str, default: int, low: int = 0, high: int = 2**31 - 1) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
@@ -45,7 +45,7 @@ def _int_arg(name: str, default: int, low: int = 0, high: int | None = None) -> 
     except ValueError:
         raise InvalidData(f"'{name}' must be a whole number", {name: "Expected a whole number."}) from None
     if value < low or (high is not None and value > high):
-        raise InvalidData(f"'{name}' is out of range", {name: f"Between {low} and {high}." if high else f">= {low}"})
+        raise InvalidData(f"'{name}' is out of range", {name: f"Between {low} and {high}."})
     return value
 
 
@@ -81,7 +81,7 @@ def processes():
 @bp.get("/projects")
 @token_required
 def projects():
-    items = core().reads.projects(g.actor, year=_int_arg("year", 0) or None)
+    items = core().reads.projects(g.actor, year=_int_arg("year", 0, 0, 9999) or None)
     return jsonify({"items": items, "total": len(items)})
 
 
@@ -113,7 +113,8 @@ def list_cases():
         raise InvalidData("unknown status", {"status": f"One of {', '.join(CASE_STATUSES)}."})
     items, total = core().reads.cases(
         g.actor, process=request.args.get("process") or None, status=status,
-        org=request.args.get("org") or None, year=_int_arg("year", 0) or None, limit=limit, offset=offset)
+        org=request.args.get("org") or None, year=_int_arg("year", 0, 0, 9999) or None,
+        limit=limit, offset=offset)
     return jsonify({"items": items, "total": total})
 
 

@@ -90,11 +90,12 @@ def unclaim(task_id: int):
 @login_required
 def cases():
     actor = current_actor()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 100_000)
+    year = request.args.get("year", type=int)
     filters = {
         "process": request.args.get("process") or None,
         "status": request.args.get("status") or None,
-        "year": request.args.get("year", type=int) or None,
+        "year": year if year and 0 < year <= 9999 else None,
         "org": request.args.get("org") or None,
     }
     items, total = core().reads.cases(actor, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, **filters)

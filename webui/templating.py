@@ -1,10 +1,16 @@
 """Template filters: dates, and reading JSON Schema for the form macros."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+
+from engine.goals import indicator_label
 
 
 def format_datetime(value) -> str:
+    """A stored time (naive UTC) in the bureau's time zone (PERFBUDGET_TIMEZONE)."""
     if not value:
         return ""
     if isinstance(value, str):
@@ -12,7 +18,10 @@ def format_datetime(value) -> str:
             value = datetime.fromisoformat(value)
         except ValueError:
             return value
-    return value.strftime("%Y-%m-%d %H:%M")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])).strftime("%Y-%m-%d %H:%M")
+
 
 
 def schema_options(prop: dict) -> list[tuple[str, str]]:
@@ -73,3 +82,4 @@ def init_app(app) -> None:
     app.add_template_global(ordered_fields)
     app.add_template_global(kind)
     app.add_template_global(option_label)
+    app.add_template_global(indicator_label)
