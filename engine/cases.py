@@ -28,7 +28,7 @@ from . import goals
 from .access import Actor
 from .clock import Clock
 from .effects import EffectRecorder
-from .errors import Conflict, InvalidData, NotFound, PermissionDenied, WorkflowError
+from .errors import Conflict, InvalidData, NotFound, PerfBudgetError, PermissionDenied, WorkflowError
 from .forms import MAX_STRING, validate
 from .roles import ROLES, role_for_lane, scoped_org_id
 from .scripting import RestrictedEnvironment
@@ -203,12 +203,22 @@ class CaseService:
 
     # ---- tasks ---------------------------------------------------------------------------
 
+    def _may_see_case(self, s: Session, actor: Actor, case_id: int) -> bool:
+        return actor.sees_all_cases or queries.case_visible(
+            s, case_id, queries.case_visibility(actor.grants, actor.sees_all_cases, actor.id))
+
+    def _closed(self, s: Session, actor: Actor, task: HumanTask) -> PerfBudgetError:
+        # Who closed a task is only told to those who may see its case.
+        if not self._may_see_case(s, actor, task.case_id):
+            return PermissionDenied("this task is not yours")
+        return Conflict(_closed_message(task), {"task": task.id, "status": task.status})
+
     def _open_task_for(self, s: Session, actor: Actor, task_id: int) -> HumanTask:
         task = queries.get_by_id(s, HumanTask, task_id)
         if task is None:
             raise NotFound(f"task {task_id} does not exist")
         if task.status != "open":
-            raise Conflict(_closed_message(task), {"task": task.id, "status": task.status})
+            raise self._closed(s, actor, task)
         if not actor.may_work_on(task):
             if task.assignee_id is not None and task.assignee_id != actor.id:
                 raise PermissionDenied(f"this task is assigned to {task.assignee.display_name}")
@@ -284,8 +294,10 @@ class CaseService:
             if task is None:
                 raise NotFound(f"task {task_id} does not exist")
             if task.status != "open":
-                raise Conflict(_closed_message(task))
+                raise self._closed(s, actor, task)
             if task.assignee_id is None:
+                if not (actor.may_work_on(task) or actor.is_admin):
+                    raise PermissionDenied("this task is not yours")
                 return task
             if task.assignee_id != actor.id and not actor.is_admin:
                 raise PermissionDenied(f"this task is assigned to {task.assignee.display_name}")
@@ -307,9 +319,9 @@ def _check_start_data(data) -> None:
     if errors:
         raise InvalidData("The data has errors.", errors)
     try:
-        size = len(json.dumps(data, default=str))
-    except (TypeError, ValueError):
-        raise InvalidData("data must be plain JSON", {"data": "Not JSON."}) from None
+        size = len(json.dumps(data, default=str, allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidData("data must be plain JSON (no NaN or Infinity)", {"data": "Not JSON."}) from None
     if size > MAX_START_DATA_BYTES:
         raise InvalidData("data is too large", {"data": f"At most {MAX_START_DATA_BYTES} bytes."})
     for key, value in data.items():

@@ -17,7 +17,16 @@ from engine.app import PerfBudget
 csrf = CSRFProtect()
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class JSONProvider(DefaultJSONProvider):
+    def loads(self, s, **kwargs):
+        # NaN and Infinity are not JSON: stored, they would make every later answer invalid.
+        kwargs.setdefault("parse_constant", _refuse_constant)
+        return super().loads(s, **kwargs)
+
     @staticmethod
     def default(o):
         if isinstance(o, Decimal):

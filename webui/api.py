@@ -1,6 +1,7 @@
 """JSON API v1: token auth, cases and tasks. Each handler parses, calls the engine, answers."""
 from __future__ import annotations
 
+import re
 from functools import wraps
 
 from flask import Blueprint, g, jsonify, request
@@ -30,7 +31,10 @@ def token_required(view):
 
 
 def _body() -> dict:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:      # absurdly nested JSON: the parser gives up, the client gets a 400
+        body = None
     if not isinstance(body, dict):
         raise InvalidData("the request body must be a JSON object", {"body": "Expected a JSON object."})
     return body
@@ -40,10 +44,9 @@ def _int_arg(name: str, default: int, low: int = 0, high: int = 2**31 - 1) -> in
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidData(f"'{name}' must be a whole number", {name: "Expected a whole number."}) from None
+    if not re.fullmatch(r"-?[0-9]+", raw) or len(raw) > 40:
+        raise InvalidData(f"'{name}' must be a whole number", {name: "Expected a whole number."})
+    value = int(raw)
     if value < low or (high is not None and value > high):
         raise InvalidData(f"'{name}' is out of range", {name: f"Between {low} and {high}."})
     return value

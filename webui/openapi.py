@@ -1,5 +1,535 @@
-"""The OpenAPI document of /api/v1 (being written)."""
+"""The OpenAPI 3.1 document of /api/v1, built once from Python dicts.
+
+Every response shape here mirrors a read model of engine/queries.py (task_summary,
+case_summary, project_summary, ReadService.case/task/me/completion); tests/test_openapi.py
+validates real answers of a goal-review run against it, field by field.
+"""
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+
+from engine.goals import GOAL_FIELDS
+from engine.roles import ROLES
+
+JSON = "application/json"
+
+# Times are naive UTC in ISO 8601 (datetime.isoformat()): no offset, microseconds when non-zero.
+_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+_DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
+MAX_INT = 2**31 - 1     # ids and numbers are INTEGER columns (PostgreSQL int4)
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable_ref(name: str, description: str | None = None) -> dict:
+    out: dict = {"anyOf": [_ref(name), {"type": "null"}]}
+    if description:
+        out["description"] = description
+    return out
+
+
+def _string(description: str | None = None, nullable: bool = False, **extra) -> dict:
+    out: dict = {"type": ["string", "null"] if nullable else "string"}
+    if description:
+        out["description"] = description
+    out.update(extra)
+    return out
+
+
+def _integer(description: str | None = None, nullable: bool = False, **extra) -> dict:
+    out: dict = {"type": ["integer", "null"] if nullable else "integer"}
+    if description:
+        out["description"] = description
+    out.update(extra)
+    return out
+
+
+def _boolean(description: str) -> dict:
+    return {"type": "boolean", "description": description}
+
+
+def _timestamp(description: str, nullable: bool = False) -> dict:
+    return _string(description + " Naive UTC in ISO 8601, e.g. 2027-03-01T09:30:00.123456.",
+                   nullable=nullable, pattern=_TIMESTAMP_PATTERN)
+
+
+def _object(properties: dict, description: str | None = None, required: list[str] | None = None) -> dict:
+    """An object schema; every property is required unless `required` says otherwise."""
+    out: dict = {"type": "object"}
+    if description:
+        out["description"] = description
+    out["required"] = list(properties) if required is None else required
+    out["properties"] = properties
+    return out
+
+
+def _list_of(item: str, what: str) -> dict:
+    return _object({
+        "items": {"type": "array", "items": _ref(item), "description": f"This page of {what}."},
+        "total": _integer(f"How many {what} match in all, across every page.", minimum=0),
+    }, f"A page of {what}.")
+
+
+def _schemas(case_statuses: tuple[str, ...]) -> dict:
+    role_codes = list(ROLES)
+    project_ref = _object({
+        "id": _integer("Project id."),
+        "code": _string("Project code, e.g. EDU-2027-001."),
+        "name": _string("Project name."),
+    }, "The project a task or case belongs to.")
+
+    task = {
+        "id": _integer("Task id (an inbox row)."),
+        "case_id": _integer("The case the task belongs to."),
+        "name": _string("The step's name in the diagram, e.g. 'Preliminary review'."),
+        "step": _string("The BPMN element id of the step, e.g. 'preliminary_review'."),
+        "title": _string("Step name and case title, for inboxes."),
+        "role": {"type": ["string", "null"], "enum": [*role_codes, None],
+                 "description": "The role (lane) whose holders work on the task; null for a task that "
+                                "stays with whoever started the case."},
+        "role_name": _string("Display name of the role ('Case starter' when role is null)."),
+        "org": _string("Code of the organisation whose role holders own the task; null for bureau-wide "
+                       "roles (review center, performance section, third party) and starter tasks.",
+                       nullable=True),
+        "org_name": _string("Name of that organisation; 'Finance bureau' for bureau-wide roles, null for "
+                            "starter tasks.", nullable=True),
+        "assignee": _string("Username of the user who claimed the task; null while it is unclaimed.",
+                            nullable=True),
+        "assignee_name": _string("Display name of the assignee.", nullable=True),
+        "status": {"type": "string", "enum": ["open", "completed", "cancelled"],
+                   "description": "open: waiting for input; completed: done by a user; cancelled: "
+                                  "closed by the process."},
+        "created_at": _timestamp("When the task was created."),
+        "due_at": _timestamp("When the task is due, if it has a deadline.", nullable=True),
+        "completed_at": _timestamp("When the task was completed or cancelled.", nullable=True),
+        "completed_by": _string("Username of who completed it.", nullable=True),
+        "process": _string("Key of the case's process."),
+        "case_title": _string("Title of the case."),
+        "project": _nullable_ref("ProjectRef", "The case's project."),
+    }
+
+    case = {
+        "id": _integer("Case id."),
+        "process": _string("Process key, e.g. goal_review."),
+        "version": _integer("Version of the process the case runs on (cases stay on the version they "
+                            "started with).", minimum=1),
+        "process_name": _string("Display name of that process version."),
+        "title": _string("Case title: project name and code."),
+        "project": _nullable_ref("ProjectRef", "The case's project."),
+        "org": _string("Code of the case's organisation (the project's budget unit)."),
+        "org_name": _string("Name of that organisation."),
+        "year": _integer("Budget year.", nullable=True),
+        "status": {"type": "string", "enum": list(case_statuses), "description": "State of the case."},
+        "current_steps": _string("Names of the steps waiting for input, comma separated; empty when none."),
+        "started_at": _timestamp("When the case was started."),
+        "updated_at": _timestamp("When the case last changed."),
+        "completed_at": _timestamp("When the case ended.", nullable=True),
+        "error": _string("Why the case stopped, for status 'error'.", nullable=True),
+    }
+    open_tasks = {"type": "array", "items": _ref("Task"), "description": "The case's open tasks."}
+
+    project_facts = _object({
+        "id": _integer("Project id."),
+        "code": _string("Project code."),
+        "name": _string("Project name."),
+        "year": _integer("Budget year."),
+        "is_key": _boolean("Key project (gets a third-party opinion)."),
+        "is_new": _boolean("New project."),
+        "amount": _string("Budget amount in yuan, as a decimal string.", pattern=_DECIMAL_PATTERN),
+        "category": _string("Category."),
+        "unit": _string("Name of the budget unit."),
+        "competent": _string("Name of the competent department."),
+        "funding": _string("Name of the funding business section."),
+    }, "What the process knows of the case's project (task data `project`).")
+
+    indicator = {"type": "object", "description": "One performance indicator, as the goals form defines it "
+                                                  "(level1, level2, name, operator, target, unit, weight, ...)."}
+    goal_props = {name: _string(f"Goal field '{name}'.") for name in GOAL_FIELDS if name != "indicators"}
+    goal_props["indicators"] = {"type": "array", "items": indicator, "description": "Performance indicators."}
+    goals = _object(goal_props, "The performance goals in the case data so far (only the fields present).",
+                    required=[])
+
+    opinion = _object({
+        "at": _timestamp("When the opinion was given."),
+        "step": _string("Name of the review step.", nullable=True),
+        "actor": _string("Display name of the reviewer.", nullable=True),
+        "decision": _string("The decision: approve, return or reject.", nullable=True),
+        "comment": _string("The reviewer's opinion.", nullable=True),
+        "grade": _string("The grade given (preliminary review only).", nullable=True),
+    }, "A review opinion given earlier in the case.")
+
+    history_event = _object({
+        "at": _timestamp("When it happened."),
+        "actor": _string("Username of who did it; null for the system.", nullable=True),
+        "actor_name": _string("Display name of who did it; 'System' for the system."),
+        "action": _string("What happened: started, completed, claimed, unclaimed, finished (the case "
+                          "reached an end event), ..."),
+        "task": _string("Name of the task concerned.", nullable=True),
+        "step": _string("BPMN element id of the task concerned.", nullable=True),
+        "data": {"type": ["object", "null"],
+                 "description": "What was submitted: the start data, the form data of a completion, "
+                                "{end} for 'finished'; null for claims."},
+    }, "One entry of a case's audit log (append-only).")
+
+    task_detail = {
+        **task,
+        "may_act": _boolean("The caller may complete the task now."),
+        "may_claim": _boolean("The caller may claim the task now."),
+        "may_release": _boolean("The caller may release (unclaim) the task now."),
+        "form": _object({
+            "schema": {"type": "object", "description": "JSON Schema (draft 2020-12) of the form data that "
+                                                        "POST /tasks/{task_id}/complete accepts."},
+            "ui_schema": {"type": "object", "description": "Layout hints for the form (may be empty)."},
+        }, "The task's form."),
+        "data": {"type": "object", "description": "Prefilled form data: what this step submitted earlier "
+                                                  "(a resubmission); empty for review steps."},
+        "instructions": _string("Instructions for the user, as HTML rendered from the diagram's Markdown."),
+        "context": _object({
+            "project": _nullable_ref("ProjectFacts", "The case's project."),
+            "goals": _ref("Goals"),
+            "opinions": {"type": "array", "items": _ref("Opinion"),
+                         "description": "Review opinions given so far, oldest first."},
+        }, "What a reviewer needs to see beside the form."),
+        "case": _ref("Case"),
+    }
+
+    case_detail = {
+        **case,
+        "tasks": open_tasks,
+        "history": {"type": "array", "items": _ref("HistoryEvent"), "description": "Audit log, oldest first."},
+        "data": {"type": "object", "description": "The case's current data (keys starting with '_' "
+                                                  "are never shown)."},
+        "completed_steps": {"type": "array", "items": {"type": "string"},
+                            "description": "BPMN ids of completed elements, for highlighting the diagram."},
+        "current_step_ids": {"type": "array", "items": {"type": "string"},
+                             "description": "BPMN ids of the elements waiting now."},
+    }
+
+    return {
+        "Error": _object({
+            "error": _string("What went wrong, for people."),
+            "details": {"type": "object",
+                        "additionalProperties": {"type": ["string", "integer", "null"]},
+                        "description": "Per-field messages keyed by field path (e.g. 'comment', "
+                                       "'indicators.0.unit'), or facts about a conflict (e.g. 'task', "
+                                       "'status', 'case_id'); empty when there is nothing more to say."},
+        }, "Every error answer."),
+        "TokenRequest": _object({
+            "username": _string("Login name."),
+            "password": _string("Password."),
+        }),
+        "Token": _object({
+            "token": _string("Bearer token for the Authorization header; valid 30 days."),
+        }),
+        "RoleGrant": _object({
+            "role": {"type": "string", "enum": role_codes, "description": "Role code."},
+            "role_name": _string("Display name of the role."),
+            "org": _string("Code of the organisation the role is held in."),
+            "org_name": _string("Name of that organisation."),
+        }, "A role held in one organisation."),
+        "Me": _object({
+            "id": _integer("User id."),
+            "username": _string("Login name."),
+            "display_name": _string("Name shown to people."),
+            "roles": {"type": "array", "items": _ref("RoleGrant"), "description": "Roles held."},
+        }, "The calling user."),
+        "Process": _object({
+            "key": _string("Process key, e.g. goal_review."),
+            "version": _integer("Latest deployed version.", minimum=1),
+            "name": _string("Display name."),
+            "description": _string("What the process is for."),
+            "deployed_at": _timestamp("When this version was deployed."),
+        }, "The latest deployed version of a process."),
+        "Project": _object({
+            "id": _integer("Project id."),
+            "code": _string("Project code, e.g. EDU-2027-001."),
+            "name": _string("Project name."),
+            "year": _integer("Budget year."),
+            "unit": _string("Code of the budget unit."),
+            "unit_name": _string("Name of the budget unit."),
+            "competent": _string("Code of the competent department."),
+            "competent_name": _string("Name of the competent department."),
+            "funding": _string("Code of the funding business section."),
+            "funding_name": _string("Name of the funding business section."),
+            "category": _string("Category."),
+            "is_new": _boolean("New project."),
+            "is_key": _boolean("Key project (gets a third-party opinion)."),
+            "amount": _string("Budget amount in yuan, as a decimal string.", pattern=_DECIMAL_PATTERN),
+            "goals_status": {"type": "string", "enum": ["none", "in_review", "approved", "rejected"],
+                             "description": "Where the project's performance goals stand."},
+        }, "A budget project."),
+        "ProjectRef": project_ref,
+        "ProjectFacts": project_facts,
+        "Goals": goals,
+        "Opinion": opinion,
+        "HistoryEvent": history_event,
+        "Task": _object(task, "A human task (inbox row)."),
+        "TaskDetail": _object(task_detail, "A task with its form, prefilled data, instructions and context."),
+        "Case": _object(case, "A case: one run of a process for a project."),
+        "CaseWithTasks": _object({**case, "tasks": open_tasks}, "A case with its open tasks."),
+        "CaseDetail": _object(case_detail, "A case with its open tasks, audit log and data."),
+        "Completion": _object({
+            "case": _ref("CaseWithTasks"),
+            "completed": _ref("Task"),
+            "next_tasks": {"type": "array", "items": _ref("Task"),
+                           "description": "The tasks the completion led to (empty when the case ended)."},
+        }, "What completing a task answers: the case as it is now and the tasks it led to."),
+        "StartCase": _object({
+            "process": _string("Key of the process to start.", minLength=1),
+            "project": {"type": ["integer", "string"], "minLength": 1,
+                        "description": "The project, by id or by code."},
+            "data": {"type": "object", "default": {},
+                     "description": "Initial case data. Keys starting with '_' and the key 'project' "
+                                    "(set by the system) are refused."},
+        }, required=["process", "project"]),
+        "CompleteTask": _object({
+            "data": {"type": "object", "default": {},
+                     "description": "The form data; it must satisfy the task's form schema (see "
+                                    "GET /tasks/{task_id}). Keys starting with '_' are refused."},
+        }, required=[]),
+        "TaskList": _list_of("Task", "tasks"),
+        "CaseList": _list_of("Case", "cases"),
+        "ProjectList": _list_of("Project", "projects"),
+        "ProcessList": _list_of("Process", "processes"),
+    }
+
+
+def _parameters(max_page: int, case_statuses: tuple[str, ...]) -> dict:
+    def query(name, schema, description):
+        return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+    def path(name, description):
+        return {"name": name, "in": "path", "required": True,
+                "schema": {"type": "integer", "minimum": 0}, "description": description}
+
+    return {
+        "CaseId": path("case_id", "Case id."),
+        "TaskId": path("task_id", "Task id."),
+        "Limit": query("limit", {"type": "integer", "minimum": 1, "maximum": max_page, "default": 50},
+                       "Page size."),
+        "Offset": query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INT, "default": 0},
+                        "How many matching rows to skip."),
+        "Year": query("year", {"type": "integer", "minimum": 0, "maximum": 9999},
+                      "Only this budget year (0 or empty: every year)."),
+        "Process": query("process", {"type": "string"}, "Only cases of this process key."),
+        "Status": query("status", {"type": "string", "enum": list(case_statuses)}, "Only cases in this status."),
+        "Org": query("org", {"type": "string"}, "Only cases of this organisation (budget unit code)."),
+        "Scope": query("scope", {"type": "string", "enum": ["mine", "group", "all"], "default": "all"},
+                       "mine: tasks claimed by or assigned to the caller; group: unclaimed tasks of the "
+                       "caller's roles; all: both."),
+    }
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+
+
+def _ok(description: str, schema: str) -> dict:
+    return {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
+
+
+def _param(name: str) -> dict:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+UNAUTHORIZED = _error("No valid bearer token.")
+TOO_LARGE = _error("The body is larger than the server accepts (MAX_CONTENT_LENGTH, 8 MiB by default).")
+
+
+def _body(schema: str, description: str) -> dict:
+    return {"required": True, "description": description, "content": {JSON: {"schema": _ref(schema)}}}
+
+
+def _paths() -> dict:
+    bad_body = "The body is not a JSON object, or a field is missing or of the wrong type."
+    return {
+        "/tokens": {"post": {
+            "operationId": "createToken", "tags": ["auth"], "summary": "Log in: get a bearer token.",
+            "security": [],
+            "requestBody": _body("TokenRequest", "The user's credentials."),
+            "responses": {
+                "201": _ok("A new token.", "Token"),
+                "400": _error(bad_body),
+                "401": _error("Wrong username or password (the same answer for an unknown user)."),
+                "413": TOO_LARGE,
+            },
+        }},
+        "/me": {"get": {
+            "operationId": "getMe", "tags": ["auth"], "summary": "The calling user and the roles it holds.",
+            "responses": {"200": _ok("The caller.", "Me"), "401": UNAUTHORIZED},
+        }},
+        "/processes": {"get": {
+            "operationId": "listProcesses", "tags": ["lookups"],
+            "summary": "The latest deployed version of every process.",
+            "responses": {"200": _ok("Every process (not paged).", "ProcessList"), "401": UNAUTHORIZED},
+        }},
+        "/projects": {"get": {
+            "operationId": "listProjects", "tags": ["lookups"],
+            "summary": "The projects the caller may see (its organisations' projects; every project for "
+                       "bureau roles and the third party).",
+            "parameters": [_param("Year")],
+            "responses": {
+                "200": _ok("The visible projects (not paged), newest year first, then by code.", "ProjectList"),
+                "400": _error("A query parameter is not a whole number or is out of range."),
+                "401": UNAUTHORIZED,
+            },
+        }},
+        "/cases": {
+            "post": {
+                "operationId": "startCase", "tags": ["cases"], "summary": "Start a case for a project.",
+                "requestBody": _body("StartCase", "The process, the project and optional initial data."),
+                "responses": {
+                    "201": _ok("The new case.", "CaseDetail"),
+                    "400": _error(bad_body + " Or the data has a key starting with '_' or the key 'project'."),
+                    "401": UNAUTHORIZED,
+                    "403": _error("The caller may not see the project, or does not hold the role that "
+                                  "starts this process for it."),
+                    "404": _error("No such process is deployed, or no such project exists."),
+                    "409": _error("The project already has a case of this process in progress "
+                                  "(details.case_id names it)."),
+                    "413": TOO_LARGE,
+                    "422": _error("A script or condition of the diagram failed, e.g. because the start data "
+                                  "overwrites a function the diagram calls; nothing was saved."),
+                },
+            },
+            "get": {
+                "operationId": "listCases", "tags": ["cases"],
+                "summary": "The cases the caller may see, newest first.",
+                "parameters": [_param(n) for n in ("Process", "Status", "Org", "Year", "Limit", "Offset")],
+                "responses": {
+                    "200": _ok("A page of cases.", "CaseList"),
+                    "400": _error("A filter or paging parameter is invalid."),
+                    "401": UNAUTHORIZED,
+                },
+            },
+        },
+        "/cases/{case_id}": {"get": {
+            "operationId": "getCase", "tags": ["cases"],
+            "summary": "One case with its open tasks, history and data.",
+            "parameters": [_param("CaseId")],
+            "responses": {
+                "200": _ok("The case.", "CaseDetail"),
+                "401": UNAUTHORIZED,
+                "403": _error("The caller may not see this case."),
+                "404": _error("No such case."),
+            },
+        }},
+        "/tasks": {"get": {
+            "operationId": "listTasks", "tags": ["tasks"], "summary": "The caller's inbox: open tasks, oldest first.",
+            "parameters": [_param("Scope"), _param("Limit"), _param("Offset")],
+            "responses": {
+                "200": _ok("A page of open tasks.", "TaskList"),
+                "400": _error("Unknown scope, or an invalid paging parameter."),
+                "401": UNAUTHORIZED,
+            },
+        }},
+        "/tasks/{task_id}": {"get": {
+            "operationId": "getTask", "tags": ["tasks"],
+            "summary": "One task with its form, prefilled data, instructions and context.",
+            "parameters": [_param("TaskId")],
+            "responses": {
+                "200": _ok("The task.", "TaskDetail"),
+                "401": UNAUTHORIZED,
+                "403": _error("The caller may neither work on the task nor see its case."),
+                "404": _error("No such task."),
+            },
+        }},
+        "/tasks/{task_id}/claim": {"post": {
+            "operationId": "claimTask", "tags": ["tasks"],
+            "summary": "Claim an open task: it leaves the other role holders' group inbox. Claiming a task "
+                       "the caller already holds changes nothing. No body is needed.",
+            "parameters": [_param("TaskId")],
+            "responses": {
+                "200": _ok("The task as it is now.", "Task"),
+                "401": UNAUTHORIZED,
+                "403": _error("The task is not the caller's: another role or organisation, or claimed by "
+                              "someone else."),
+                "404": _error("No such task."),
+                "409": _error("The task is no longer open (the message says who completed it and when), "
+                              "or someone else claimed it first."),
+            },
+        }},
+        "/tasks/{task_id}/unclaim": {"post": {
+            "operationId": "unclaimTask", "tags": ["tasks"],
+            "summary": "Release a claimed task back to its role's group inbox. Releasing an unclaimed task "
+                       "changes nothing. No body is needed.",
+            "parameters": [_param("TaskId")],
+            "responses": {
+                "200": _ok("The task as it is now.", "Task"),
+                "400": _error("The task belongs to the case's starter (no role) and cannot be released."),
+                "401": UNAUTHORIZED,
+                "403": _error("The task is claimed by someone else (only they or an administrator may "
+                              "release it)."),
+                "404": _error("No such task."),
+                "409": _error("The task is no longer open, or it changed meanwhile."),
+            },
+        }},
+        "/tasks/{task_id}/complete": {"post": {
+            "operationId": "completeTask", "tags": ["tasks"],
+            "summary": "Submit the task's form and move the case on. All or nothing: on any error "
+                       "nothing is saved.",
+            "parameters": [_param("TaskId")],
+            "requestBody": _body("CompleteTask", "The form data."),
+            "responses": {
+                "200": _ok("The completion.", "Completion"),
+                "400": _error("The body is not a JSON object, data is not an object, or the form data is "
+                              "invalid: details has one message per field path (e.g. 'comment', "
+                              "'indicators.0.unit')."),
+                "401": UNAUTHORIZED,
+                "403": _error("The task is not the caller's: another role or organisation, or claimed by "
+                              "someone else."),
+                "404": _error("No such task."),
+                "409": _error("The task was already completed (the message says by whom and when), the "
+                              "case is not running, or someone else changed the case at the same time."),
+                "413": TOO_LARGE,
+                "422": _error("A script or condition of the diagram failed; nothing was saved."),
+            },
+        }},
+        "/openapi.json": {"get": {
+            "operationId": "getOpenApi", "tags": ["meta"], "summary": "This document.",
+            "security": [],
+            "responses": {"200": {"description": "The OpenAPI 3.1 document of this API.",
+                                  "content": {JSON: {"schema": {"type": "object"}}}}},
+        }},
+    }
+
+
+@lru_cache(maxsize=1)
+def _document() -> dict:
+    from .api import CASE_STATUSES, MAX_PAGE   # imported here: api imports this module
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "PerfBudget API",
+            "version": "1",
+            "description": "Budget performance workflows: start cases, work on tasks, read cases. "
+                           "Get a token with POST /tokens and send it as 'Authorization: Bearer <token>'. "
+                           "Every error answers {error, details} with the status code as documented.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearerAuth": []}],
+        "tags": [
+            {"name": "auth", "description": "Tokens and the calling user."},
+            {"name": "lookups", "description": "Processes and projects."},
+            {"name": "cases", "description": "Starting and reading cases."},
+            {"name": "tasks", "description": "Inbox, claiming and completing tasks."},
+            {"name": "meta", "description": "This document."},
+        ],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "A token from POST /tokens, valid 30 days.",
+            }},
+            "parameters": _parameters(MAX_PAGE, CASE_STATUSES),
+            "schemas": _schemas(CASE_STATUSES),
+        },
+    }
 
 
 def openapi_document() -> dict:
-    return {"openapi": "3.1.0", "info": {"title": "PerfBudget API", "version": "1"}, "paths": {}}
+    """The OpenAPI document (a fresh copy of the cached one: callers may change it freely)."""
+    return copy.deepcopy(_document())
