@@ -20,6 +20,31 @@ TOKEN_LIFETIME = timedelta(days=30)
 # A hash to compare against when the user does not exist, so both paths cost the same.
 _DUMMY_HASH = generate_password_hash("not-a-password")
 
+MIN_PASSWORD_LENGTH = 10
+# Passwords long enough to pass the other rules that still head every leaked-password list
+# (lower-cased; compared ignoring case).
+COMMON_PASSWORDS = frozenset({
+    "password12", "password123", "password1234", "passw0rd123", "p@ssw0rd123", "qwertyuiop",
+    "qwerty1234", "qwerty12345", "qwerty123456", "1q2w3e4r5t", "1qaz2wsx3edc", "zaq12wsxcde",
+    "a123456789", "a1234567890", "aa123456789", "abc1234567", "abcd123456", "abcdefghij",
+    "asdfghjkl1", "zxcvbnm123", "iloveyou12", "woaini1314", "welcome123", "letmein123",
+    "changeme123", "administrator", "admin12345", "perfbudget", "perfbudget1", "perfbudget123",
+})
+
+
+def password_problems(username: str, password: str) -> list[str]:
+    """What makes a new password too weak; empty when it is acceptable."""
+    problems = []
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problems.append(f"it must have at least {MIN_PASSWORD_LENGTH} characters")
+    if password.isdigit():
+        problems.append("it must not be only digits")
+    if username and username.casefold() in password.casefold():
+        problems.append("it must not contain the username")
+    if password.casefold() in COMMON_PASSWORDS:
+        problems.append("it is one of the most common passwords")
+    return problems
+
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -62,10 +87,17 @@ class AccountService:
             user = queries.user_by_token_hash(s, _token_hash(token), self.clock.now())
             return actor_of(user, queries.grants_of(s, user.id)) if user else None
 
-    def ensure_user(self, username: str, display_name: str | None = None, password: str | None = None) -> User:
-        """Create the user if missing; set the password when one is given."""
+    def ensure_user(self, username: str, display_name: str | None = None, password: str | None = None, *,
+                    enforce_policy: bool = True) -> User:
+        """Create the user if missing; set the password when one is given. A new password must
+        pass the password policy unless enforce_policy is False (the demo data only)."""
         if not username or len(username) > 80:
             raise InvalidData("a username of 1 to 80 characters is required")
+        if password and enforce_policy:
+            problems = password_problems(username, password)
+            if problems:
+                message = "the password is too weak: " + "; ".join(problems)
+                raise InvalidData(message, {"password": message})
         with self.db.transaction() as s:
             user = queries.user_by_username(s, username)
             if user is None:

@@ -9,6 +9,7 @@ from .cases import CaseService
 from .clock import Clock
 from .processes import ProcessService
 from .queries import ReadService
+from .settings import SettingsService
 from .specs import SpecCache
 
 
@@ -18,9 +19,10 @@ class PerfBudget:
         self.clock = clock or Clock()
         self.specs = SpecCache(self.db)
         self.processes = ProcessService(self.db, self.specs, self.clock)
-        self.cases = CaseService(self.db, self.specs, self.clock)
+        self.settings = SettingsService(self.db, self.clock)
+        self.cases = CaseService(self.db, self.specs, self.clock, self.settings)
         self.accounts = AccountService(self.db, self.clock)
-        self.reads = ReadService(self.db, self.specs, self.clock)
+        self.reads = ReadService(self.db, self.specs, self.clock, self.settings)
 
     def init_schema(self) -> None:
         upgrade(self.db)

@@ -24,7 +24,7 @@ from storage import queries
 from storage.db import Database
 from storage.models import AuditEvent, Case, HumanTask, Project, User
 
-from . import goals
+from . import ex_ante, goals
 from .access import Actor
 from .clock import Clock
 from .effects import EffectRecorder
@@ -33,11 +33,12 @@ from .forms import MAX_STRING, validate
 from .roles import ROLES, role_for_lane, scoped_org_id
 from .scripting import RestrictedEnvironment
 from .serializer import dump_state, load_state
+from .settings import SettingsService
 from .specs import LoadedVersion, SpecCache
 from .timers import next_due
 
-EFFECT_HANDLERS = dict(goals.EFFECT_HANDLERS)
-START_GUARDS = dict(goals.START_GUARDS)
+EFFECT_HANDLERS = {**goals.EFFECT_HANDLERS, **ex_ante.EFFECT_HANDLERS}
+START_GUARDS = {**goals.START_GUARDS, **ex_ante.START_GUARDS}
 MAX_START_DATA_BYTES = 1_000_000
 
 
@@ -71,16 +72,29 @@ def _closed_message(task: HumanTask) -> str:
 
 
 class CaseService:
-    def __init__(self, db: Database, specs: SpecCache, clock: Clock):
+    def __init__(self, db: Database, specs: SpecCache, clock: Clock, settings: SettingsService):
         self.db = db
         self.specs = specs
         self.clock = clock
+        self.settings = settings
 
     # ---- workflow plumbing ---------------------------------------------------------------
 
+    def _calculations(self) -> dict:
+        """Pure functions diagrams call for a value; settings are read only if one is called."""
+        cache: dict = {}
+
+        def settings() -> dict:
+            if "values" not in cache:
+                cache["values"] = self.settings.values()
+            return cache["values"]
+
+        return {"ex_ante_items": ex_ante.scoring_sheet,
+                "ex_ante_result": lambda scores: ex_ante.result(scores, settings())}
+
     def _attach_engine(self, workflow: BpmnWorkflow) -> EffectRecorder:
         recorder = EffectRecorder(tuple(EFFECT_HANDLERS))
-        environment = RestrictedEnvironment(recorder.functions())
+        environment = RestrictedEnvironment({**recorder.functions(), **self._calculations()})
         recorder.environment = environment
         from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
         workflow.script_engine = PythonScriptEngine(environment=environment)
@@ -180,7 +194,7 @@ class CaseService:
                                        f"'{loaded.model.name}'")
             guard = START_GUARDS.get(process_key)
             if guard:
-                guard(s, project)
+                guard(s, project, self.settings.values())
             data["project"] = project_facts(project)
             case = Case(process_version_id=version.id, process_key=version.key, project_id=project.id,
                         org_id=project.unit_id, year=project.year,

@@ -1,11 +1,11 @@
 """Demo organisations, users, projects and cases at different stages (idempotent)."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from storage import queries
-from storage.models import Project
+from storage.models import ExAnteEvaluation, Project
 
 from .access import Actor
 
@@ -51,6 +51,18 @@ PROJECTS = [  # code, name, unit, funding, amount, key, category
      "Agriculture"),
 ]
 
+# New projects still waiting for their ex-ante evaluation (the projects above passed theirs
+# in autumn, before budget compilation).
+PROJECTS_TO_EVALUATE = [
+    ("EDU-2027-004", "School library expansion", "school", "edu_funding", "900000", False, "Education"),
+    ("AGR-2027-004", "Irrigation canal renovation", "farm_station", "agri_funding", "5600000", True,
+     "Agriculture"),
+]
+EARLIER_EVALUATION = {"total": Decimal("86.00"), "conclusion": "support",
+                      "dimensions": {"necessity": 19.0, "economy": 16.0, "goal_rationality": 17.0,
+                                     "feasibility": 17.0, "fund_compliance": 17.0},
+                      "summary": "Evaluated before budget compilation, with an on-site examination."}
+
 
 def sample_goals(project_name: str) -> dict:
     return {
@@ -92,7 +104,26 @@ CASE_SCRIPTS = {
                      ("perf1", APPROVE)],                               # third-party opinion
     "EDU-2027-003": ["compile", ("edu_bureau", APPROVE), ("review1", {**APPROVE, "grade": "excellent"}),
                      ("perf1", APPROVE), ("edu_section", APPROVE)],     # approved
+    # Ex-ante evaluations.
+    "AGR-2027-004": ["declare"],                                        # at competent check
+    "EDU-2027-004": ["declare", ("edu_bureau", {"decision": "approve",
+                                                "comment": "Declaration complete; the need is real."})],
 }
+PROCESS_OF = {"AGR-2027-004": "ex_ante_evaluation", "EDU-2027-004": "ex_ante_evaluation"}
+
+
+def sample_declaration(project_name: str, amount: str) -> dict:
+    return {
+        "category": "Public service", "unit_functions": "Provides the public service the project extends.",
+        "overview": f"{project_name}: works, equipment and training as listed in the attached plan.",
+        "necessity": "Required by the county plan; current capacity covers two thirds of the demand.",
+        "feasibility": "Site and permits secured; the unit ran two similar projects on time.",
+        "schedule": "Design in Q1, procurement in Q2, works in Q3, acceptance in Q4.",
+        "safeguards": "A project office, monthly reports, and an external supervisor for the works.",
+        "long_term_goal": "Meet the full demand for this service by 2030.",
+        "annual_goal": "Complete the first phase and serve the first beneficiaries this year.",
+        "general_budget": float(amount), "start_date": "2027-01-01", "end_date": "2027-12-31",
+    }
 
 
 def load(app) -> list[tuple[str, str, str]]:
@@ -104,19 +135,31 @@ def load(app) -> list[tuple[str, str, str]]:
         with app.db.reading() as s:
             exists = queries.user_by_username(s, username) is not None
         if not exists:
-            accounts.ensure_user(username, display, DEMO_PASSWORD)
+            # The demo logins' well-known password is far below the policy: demo data only.
+            accounts.ensure_user(username, display, DEMO_PASSWORD, enforce_policy=False)
         accounts.grant(username, role, org)
     created_projects = []
     with app.db.transaction() as s:
-        for code, name, unit, funding, amount, key, category in PROJECTS:
-            if queries.project_by_code(s, code) is not None:
-                continue
-            unit_org = queries.org_by_code(s, unit)
-            s.add(Project(code=code, name=name, year=2027, unit_id=unit_org.id, competent_id=unit_org.parent_id,
-                          funding_id=queries.org_by_code(s, funding).id, category=category, is_new=True,
-                          is_key=key, amount=Decimal(amount), funding_sources={"general_budget": amount},
-                          start_date=date(2027, 1, 1), end_date=date(2027, 12, 31), goals_status="none"))
-            created_projects.append(code)
+        for evaluated, rows in ((True, PROJECTS), (False, PROJECTS_TO_EVALUATE)):
+            for code, name, unit, funding, amount, key, category in rows:
+                if queries.project_by_code(s, code) is not None:
+                    continue
+                unit_org = queries.org_by_code(s, unit)
+                project = Project(code=code, name=name, year=2027, unit_id=unit_org.id,
+                                  competent_id=unit_org.parent_id, funding_id=queries.org_by_code(s, funding).id,
+                                  category=category, is_new=True, is_key=key, amount=Decimal(amount),
+                                  funding_sources={"general_budget": amount}, start_date=date(2027, 1, 1),
+                                  end_date=date(2027, 12, 31), goals_status="none",
+                                  ex_ante_status="support" if evaluated else "none")
+                s.add(project)
+                s.flush()
+                if evaluated:
+                    s.add(ExAnteEvaluation(project_id=project.id, case_id=None, round=1,
+                                           total=EARLIER_EVALUATION["total"],
+                                           dimensions=EARLIER_EVALUATION["dimensions"],
+                                           conclusion="support", summary=EARLIER_EVALUATION["summary"],
+                                           evaluated_at=datetime(2026, 9, 15, 2, 0)))
+                created_projects.append(code)
     for code in created_projects:
         _walk_case(app, code)
     return [(u, r, o) for u, _d, r, o in USERS]
@@ -135,9 +178,14 @@ def _walk_case(app, code: str) -> None:
     with app.db.reading() as s:
         project = queries.project_by_code(s, code)
         unit_user = "school_unit" if project.unit.code == "school" else "farm_unit"
-    case = app.cases.start(_actor(app, unit_user), "goal_review", project.id)
+    case = app.cases.start(_actor(app, unit_user), PROCESS_OF.get(code, "goal_review"), project.id)
     for step in steps:
-        username, data = (unit_user, sample_goals(project.name)) if step == "compile" else step
+        if step == "compile":
+            username, data = unit_user, sample_goals(project.name)
+        elif step == "declare":
+            username, data = unit_user, sample_declaration(project.name, str(project.amount))
+        else:
+            username, data = step
         actor = _actor(app, username)
         with app.db.reading() as s:
             task = queries.open_tasks_of_case(s, case.id)[0]

@@ -37,8 +37,14 @@ def goals_from_data(data: dict) -> dict:
     return {k: data[k] for k in GOAL_FIELDS if k in data}
 
 
-def check_can_start(s: Session, project: Project) -> None:
-    """One goal review at a time per project: two would race to set the approved goals."""
+def check_can_start(s: Session, project: Project, settings: dict) -> None:
+    """A new or key project needs a passed ex-ante evaluation; and one goal review at a time
+    per project: two would race to set the approved goals."""
+    from .ex_ante import needs_evaluation
+    if needs_evaluation(project, settings["project.key_amount"]) and project.ex_ante_status != "support":
+        raise Conflict(f"project {project.code} needs a passed ex-ante evaluation before its goals are reviewed "
+                       f"(evaluation: {project.ex_ante_status.replace('_', ' ')})",
+                       {"ex_ante_status": project.ex_ante_status})
     running = s.scalars(select(Case.id).where(Case.project_id == project.id, Case.process_key == "goal_review",
                                               Case.status == "running")).first()
     if running is not None:

@@ -8,7 +8,7 @@ from storage.models import Case, HumanTask, Project
 from .access import Actor
 from .cases import user_task_form_files
 from .clock import Clock
-from .errors import NotFound, PermissionDenied
+from .errors import Conflict, NotFound, PermissionDenied
 from .goals import goals_from_data
 from .instructions import render
 from .roles import BUREAU_WIDE, ROLES
@@ -46,6 +46,8 @@ def project_summary(project: Project) -> dict:
         "funding": project.funding.code, "funding_name": project.funding.name,
         "category": project.category, "is_new": project.is_new, "is_key": project.is_key,
         "amount": str(project.amount), "goals_status": project.goals_status,
+        "ex_ante_status": project.ex_ante_status,
+        "needs_ex_ante": bool(project.is_new or project.is_key),
     }
 
 
@@ -69,10 +71,11 @@ def _event(event) -> dict:
 
 
 class ReadService:
-    def __init__(self, db: Database, specs: SpecCache, clock: Clock):
+    def __init__(self, db: Database, specs: SpecCache, clock: Clock, settings):
         self.db = db
         self.specs = specs
         self.clock = clock
+        self.settings = settings
 
     # ---- visibility ---------------------------------------------------------------------
 
@@ -168,6 +171,11 @@ class ReadService:
             goals = queries.latest_goals(s, project.id)
             out["approved_goals"] = ({"version": goals.version, "approved_at": _iso(goals.approved_at),
                                       "case_id": goals.case_id, **goals.goals} if goals else None)
+            out["ex_ante_evaluations"] = [
+                {"round": e.round, "case_id": e.case_id, "total": float(e.total), "conclusion": e.conclusion,
+                 "dimensions": e.dimensions, "summary": e.summary, "evaluated_at": _iso(e.evaluated_at),
+                 "site_examination": e.site_examination, "third_party": e.third_party}
+                for e in queries.ex_ante_evaluations(s, project.id)]
             return out
 
     def start_options(self, actor: Actor) -> list[dict]:
@@ -176,6 +184,7 @@ class ReadService:
             projects = queries.visible_projects(s, actor.grants, actor.sees_all_cases,
                                                 "third_party" in actor.roles)
             running = queries.running_cases_by_project(s)
+            settings = self.settings.values()
             out = []
             for version in queries.latest_versions(s):
                 role = self.specs.get(version.id).model.start_role
@@ -183,7 +192,8 @@ class ReadService:
                            if role is None or actor.may_act_for_project(role, p) or actor.is_admin]
                 out.append({"key": version.key, "name": version.name, "description": version.description,
                             "version": version.version, "role_name": ROLES.get(role) if role else None,
-                            "projects": [{**project_summary(p), "running": running.get((p.id, version.key))}
+                            "projects": [{**project_summary(p), "running": running.get((p.id, version.key)),
+                                          "blocked": _start_refusal(s, version.key, p, settings)}
                                          for p in allowed]})
             return out
 
@@ -264,6 +274,19 @@ class ReadService:
     def _workflow(self, case: Case):
         loaded = self.specs.get(case.process_version_id)
         return load_state(case.state, loaded.model.spec, loaded.model.subprocess_specs)
+
+
+def _start_refusal(s, process_key: str, project, settings) -> str | None:
+    """Why a case of this process cannot start for the project now, if it cannot."""
+    from .cases import START_GUARDS
+    guard = START_GUARDS.get(process_key)
+    if guard is None:
+        return None
+    try:
+        guard(s, project, settings)
+    except Conflict as exc:
+        return exc.message[:1].upper() + exc.message[1:]
+    return None
 
 
 def _is_review(props: dict) -> bool:

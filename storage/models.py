@@ -92,6 +92,8 @@ class Project(Base):
     end_date: Mapped[date | None] = mapped_column(Date)
     # none | in_review | approved | rejected
     goals_status: Mapped[str] = mapped_column(String(20), default="none")
+    # Ex-ante evaluation: none | in_progress | support | adjust | reject
+    ex_ante_status: Mapped[str] = mapped_column(String(20), default="none", server_default="none")
     unit: Mapped[Organisation] = relationship(foreign_keys=[unit_id])
     competent: Mapped[Organisation] = relationship(foreign_keys=[competent_id])
     funding: Mapped[Organisation] = relationship(foreign_keys=[funding_id])
@@ -212,3 +214,61 @@ class AuditEvent(Base):
     step: Mapped[str | None] = mapped_column(String(200))
     data: Mapped[dict | None] = mapped_column(JSON)
     actor: Mapped[User | None] = relationship()
+
+
+class LoginAttempt(Base):
+    """A password check that failed, or is under way (it is deleted if it succeeds). Kept in the
+    database so that every web worker counts the same failures; rows older than the counting
+    window are pruned."""
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),
+                      Index("ix_login_attempts_address_at", "address", "at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # As typed (cut to the column), whether or not such a user exists.
+    username: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    # A later successful login of this username: the failure no longer counts against the
+    # username, still against the address.
+    cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Setting(Base):
+    """A rule parameter an administrator changed from its default (rules read defaults otherwise)."""
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[object] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class SettingChange(Base):
+    """Append-only history of setting changes: who changed what, from what, to what, and why."""
+    __tablename__ = "setting_changes"
+    __table_args__ = (Index("ix_setting_changes_key_id", "key", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100))
+    old_value: Mapped[object | None] = mapped_column(JSON)
+    new_value: Mapped[object] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime)
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    by: Mapped[User | None] = relationship()
+
+
+class ExAnteEvaluation(Base):
+    """One round of an ex-ante evaluation of a project: scores, conclusion and evidence."""
+    __tablename__ = "ex_ante_evaluations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    # NULL for evaluations made before the project came into PerfBudget.
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    round: Mapped[int] = mapped_column(Integer)
+    total: Mapped[Decimal] = mapped_column(Numeric(6, 2))
+    dimensions: Mapped[dict] = mapped_column(JSON)
+    conclusion: Mapped[str] = mapped_column(String(20))
+    site_examination: Mapped[dict | None] = mapped_column(JSON)
+    third_party: Mapped[dict | None] = mapped_column(JSON)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    evaluated_at: Mapped[datetime] = mapped_column(DateTime)
+    evaluated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

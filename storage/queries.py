@@ -239,3 +239,68 @@ def get_for_update(s: Session, model, ident):
     if isinstance(ident, bool) or not isinstance(ident, int) or not 0 < ident <= MAX_ID:
         return None
     return s.get(model, ident, with_for_update=True)
+
+
+# ---- login attempts ----------------------------------------------------------------------
+
+from sqlalchemy import delete, text  # noqa: E402  (kept with the functions that use them)
+
+from .models import LoginAttempt  # noqa: E402
+
+
+def lock_keys(s: Session, keys) -> None:
+    """Serialise transactions that work on the same keys until they end. PostgreSQL takes
+    transaction-scoped advisory locks, in sorted order so that two never deadlock; SQLite needs
+    nothing, as its writers already hold the database's write lock from BEGIN IMMEDIATE."""
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    import hashlib
+    for key in sorted(set(keys)):
+        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
+
+
+def prune_login_attempts(s: Session, before: datetime) -> None:
+    s.execute(delete(LoginAttempt).where(LoginAttempt.at <= before))
+
+
+def login_failure_times(s: Session, since: datetime, username: str | None = None,
+                        address: str | None = None) -> list[datetime]:
+    """When the failures after `since` happened, oldest first: those of one username that no
+    later login cleared, or all of one address."""
+    query = select(LoginAttempt.at).where(LoginAttempt.at > since)
+    if username is not None:
+        query = query.where(LoginAttempt.username == username, LoginAttempt.cleared.is_(False))
+    if address is not None:
+        query = query.where(LoginAttempt.address == address)
+    return list(s.scalars(query.order_by(LoginAttempt.at, LoginAttempt.id)))
+
+
+def delete_login_attempt(s: Session, attempt_id: int) -> None:
+    s.execute(delete(LoginAttempt).where(LoginAttempt.id == attempt_id))
+
+
+def clear_login_failures(s: Session, username: str) -> None:
+    s.execute(update(LoginAttempt).where(LoginAttempt.username == username, LoginAttempt.cleared.is_(False))
+              .values(cleared=True))
+
+
+# ---- settings ---------------------------------------------------------------------------
+
+def stored_settings(s: Session) -> dict:
+    from .models import Setting
+    return {row.key: row.value for row in s.scalars(select(Setting))}
+
+
+def setting_history(s: Session, key: str | None = None, limit: int = 100) -> list:
+    from .models import SettingChange
+    q = select(SettingChange).options(selectinload(SettingChange.by)).order_by(SettingChange.id.desc()).limit(limit)
+    if key:
+        q = q.where(SettingChange.key == key)
+    return list(s.scalars(q))
+
+
+def ex_ante_evaluations(s: Session, project_id: int) -> list:
+    from .models import ExAnteEvaluation
+    return list(s.scalars(select(ExAnteEvaluation).where(ExAnteEvaluation.project_id == project_id)
+                          .order_by(ExAnteEvaluation.evaluated_at, ExAnteEvaluation.id)))

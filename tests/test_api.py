@@ -19,11 +19,13 @@ P = "/api/v1"
 
 DISPLAY = {u: d for u, d, _r, _o in demo.USERS}
 ORG_NAMES = {code: name for code, name, _k, _p in demo.ORGS}
+# Projects whose goals may be reviewed (their ex-ante evaluation passed), and every project.
 PROJECTS = {code: {"name": name, "unit": unit, "funding": funding, "key": key}
             for code, name, unit, funding, _amount, key, _cat in demo.PROJECTS}
-EDU = sorted(c for c in PROJECTS if c.startswith("EDU"))
-AGR = sorted(c for c in PROJECTS if c.startswith("AGR"))
-ALL_PROJECTS = sorted(PROJECTS)
+LISTED = sorted([row[0] for row in demo.PROJECTS + demo.PROJECTS_TO_EVALUATE])
+EDU = sorted(c for c in LISTED if c.startswith("EDU"))
+AGR = sorted(c for c in LISTED if c.startswith("AGR"))
+ALL_PROJECTS = LISTED
 
 STEP_NAMES = {
     "compile_goals": "Compile performance goals",
@@ -182,7 +184,8 @@ def flow(api):
 @pytest.fixture
 def colleague(demo_core, api):
     """A second budget-unit officer of No. 1 Middle School (the demo has one per unit)."""
-    demo_core.accounts.ensure_user("school_unit2", "Ma Li (No. 1 Middle School)", demo.DEMO_PASSWORD)
+    demo_core.accounts.ensure_user("school_unit2", "Ma Li (No. 1 Middle School)", demo.DEMO_PASSWORD,
+                                  enforce_policy=False)
     demo_core.accounts.grant("school_unit2", "unit", "school")
     return api("school_unit2")
 
@@ -308,8 +311,9 @@ def test_processes_lists_goal_review(api):
     r = api("school_unit").get(f"{P}/processes")
     assert r.status_code == 200
     body = r.get_json()
-    assert body["total"] == 1 and len(body["items"]) == 1
-    process = body["items"][0]
+    assert [p["key"] for p in body["items"]] == ["ex_ante_evaluation", "goal_review"]
+    assert body["total"] == 2
+    process = body["items"][1]
     assert process["key"] == "goal_review"
     assert process["version"] == 1
     assert process["name"] == "Performance goal review"
@@ -342,7 +346,8 @@ def test_project_fields(api):
                  "unit": "school", "unit_name": "No. 1 Middle School", "competent": "edu_bureau",
                  "competent_name": "Education Bureau", "funding": "edu_funding",
                  "funding_name": "Education and Culture Funding Section", "category": "Education",
-                 "is_new": True, "is_key": True, "amount": "6500000.00", "goals_status": "none"}
+                 "is_new": True, "is_key": True, "amount": "6500000.00", "goals_status": "none",
+                 "ex_ante_status": "support", "needs_ex_ante": True}
 
 
 @pytest.mark.parametrize("year, details", [("next", {"year": "Expected a whole number."}),
@@ -922,7 +927,7 @@ def test_the_largest_page_is_allowed(api, flow):
 
 
 def test_inbox_paging_and_bad_scope(api, flow):
-    started = [flow.start(code)["id"] for code in EDU]
+    started = [flow.start(code)["id"] for code in EDU if code in PROJECTS]
     unit = api("school_unit")
     everything = unit.get(f"{P}/tasks").get_json()
     assert everything["total"] == 3

@@ -77,11 +77,13 @@ def test_shipped_model_parses_with_its_forms_and_start_role():
 def test_shipped_model_is_deployed_as_version_1_with_its_files(core):
     latest = core.processes.latest()
     assert [(v.key, v.version, v.name, v.primary_process_id) for v in latest] == [
+        ("ex_ante_evaluation", 1, "Ex-ante performance evaluation", "ex_ante_evaluation"),
         ("goal_review", 1, "Performance goal review", "goal_review")]
+    goal_review = latest[1]
     with core.db.reading() as s:
-        files = queries.version_files(s, latest[0].id)
+        files = queries.version_files(s, goal_review.id)
     assert files == BASE.files
-    assert latest[0].content_hash == BASE.content_hash
+    assert goal_review.content_hash == BASE.content_hash
 
 
 def test_redeploying_identical_content_makes_no_new_version(core):
@@ -90,7 +92,7 @@ def test_redeploying_identical_content_makes_no_new_version(core):
     assert created is False
     assert (row.key, row.version) == ("goal_review", 1)
     assert [(v.key, v.version, created) for v, created in core.processes.deploy_all()] == [
-        ("goal_review", 1, False)]
+        ("ex_ante_evaluation", 1, False), ("goal_review", 1, False)]
     assert stored(core) == before
 
 
@@ -111,7 +113,7 @@ def test_changed_content_makes_version_2_and_running_cases_stay_on_version_1(dem
     row, created = core.processes.deploy(v2_files)
     assert created is True
     assert (row.key, row.version) == ("goal_review", 2)
-    assert [(v.key, v.version) for v in core.processes.latest()] == [("goal_review", 2)]
+    assert [(v.key, v.version) for v in core.processes.latest()] == [("ex_ante_evaluation", 1), ("goal_review", 2)]
 
     # The case started on version 1 goes on running version 1.
     task = core.reads.inbox(unit)[0][0]

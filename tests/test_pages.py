@@ -315,9 +315,15 @@ def test_start_page_lists_the_units_projects_with_start_buttons(pages, project_i
         "Campus safety upgrade EDU-2027-001",
         "Smart classroom renovation EDU-2027-002 key",
         "Student nutrition improvement EDU-2027-003",
+        "School library expansion EDU-2027-004",
     ]
-    assert [words(r.xpath("./td")[2]) for r in rows] == ["1,200,000", "6,500,000", "2,000,000"]
-    assert [words(r.xpath("./td")[3]) for r in rows] == ["none", "none", "none"]
+    assert [words(r.xpath("./td")[2]) for r in rows] == ["1,200,000", "6,500,000", "2,000,000", "900,000"]
+    assert [words(r.xpath("./td")[3]) for r in rows] == ["none", "none", "none", "none"]
+    # A new project without a passed ex-ante evaluation says why instead of offering a start.
+    assert rows[3].xpath(".//form") == []
+    assert words(one(rows[3], ".//small[@class='muted blocked']")) == (
+        "Project EDU-2027-004 needs a passed ex-ante evaluation before its goals are reviewed (evaluation: none)")
+    rows = rows[:3]
     for row, code in zip(rows, ["EDU-2027-001", "EDU-2027-002", "EDU-2027-003"], strict=True):
         form = one(row, ".//form")
         assert form.get("method") == "post"
@@ -928,13 +934,13 @@ def test_project_page_shows_the_approved_goals_after_a_full_approval(pages, flow
     assert facts(one(page, "//dl[@class='facts']")) == {
         "Budget unit": "No. 1 Middle School", "Competent department": "Education Bureau",
         "Funding section": "Education and Culture Funding Section", "Amount": "1,200,000.00 yuan",
-        "Goals": "approved"}
+        "Goals": "approved", "Ex-ante evaluation": "support"}
     assert words(one(page, "//h2[starts-with(normalize-space(), 'Approved goals')]")) == \
         "Approved goals version 1, 2027-03-01 09:55"
     assert [words(p) for p in page.xpath("//h2[starts-with(normalize-space(), 'Approved goals')]"
                                          "/following-sibling::p[position() <= 2]")] == [
         f"Long-term: {GOALS['long_term_goal']}", f"Annual: {GOALS['annual_goal']}"]
-    assert [[words(td) for td in tr.xpath("./td")][2:] for tr in page.xpath("//table[@class='compact']/tbody/tr")] \
+    assert [[words(td) for td in tr.xpath("./td")][2:] for tr in page.xpath("//table[@id='approved-goals']/tbody/tr")] \
         == [["Cameras installed core", "≥ 40 units", "60"], ["Parent satisfaction", "≥ 90 %", "40"]]
     assert [words(li) for li in page.xpath("//h2[.='Cases']/following-sibling::ul/li")] == [
         f"#{case_id} Performance goal review — completed"]
@@ -950,7 +956,7 @@ def test_goal_tables_show_the_category_titles(pages, flow, project_id):
     flow.do(case_id)
     project = doc(pages("school_unit").get(f"/projects/{project_id('EDU-2027-001')}"))
     assert [[words(td) for td in tr.xpath("./td")][:2]
-            for tr in project.xpath("//table[@class='compact']/tbody/tr")] == \
+            for tr in project.xpath("//table[@id='approved-goals']/tbody/tr")] == \
         [["Output", "Quantity"], ["Satisfaction", "Service recipient satisfaction"]]
 
 

@@ -80,11 +80,14 @@ def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = 
     app.extensions["perfbudget"] = core
 
     csrf.init_app(app)
-    from . import api, auth, errors, pages, templating
+    from . import admin, api, auth, errors, pages, templating
     templating.init_app(app)
     auth.init_app(app)
+    from . import security
+    security.init_app(app)   # security headers, session expiry, failed-login limits
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)   # the API authenticates with bearer tokens, never cookies
     errors.init_app(app)

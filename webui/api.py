@@ -10,6 +10,7 @@ from engine.errors import InvalidData, NotAuthenticated
 
 from .context import core
 from .openapi import openapi_document
+from .security import client_address, login_guard
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -64,7 +65,7 @@ def create_token():
         raise InvalidData("username and password are required",
                           {k: "This field is required." for k in ("username", "password")
                            if not isinstance(body.get(k), str)})
-    actor = core().accounts.authenticate(username, password)
+    actor = login_guard().authenticate(username, password, client_address())   # 429 while locked
     return jsonify({"token": core().accounts.issue_token(actor)}), 201
 
 

@@ -8,8 +8,10 @@ from flask_login import LoginManager, UserMixin, current_user, login_required, l
 
 from engine.access import Actor
 from engine.errors import NotAuthenticated
+from engine.login_guard import TooManyAttempts
 
 from .context import core
+from .security import client_address, login_guard, start_session
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -49,17 +51,20 @@ def _safe_next(target: str | None) -> str:
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("pages.inbox"))
-    error = None
+    error, status, headers = None, 200, {}
     if request.method == "POST":
         try:
-            actor = core().accounts.authenticate(request.form.get("username", ""), request.form.get("password", ""))
+            actor = login_guard().authenticate(request.form.get("username", ""), request.form.get("password", ""),
+                                               client_address())
         except NotAuthenticated as exc:
-            error = exc.message
+            error, status = exc.message, 401
+        except TooManyAttempts as exc:
+            error, status, headers = exc.message, 429, {"Retry-After": str(exc.retry_after)}
         else:
             login_user(SessionUser(actor))
+            start_session()
             return redirect(_safe_next(request.args.get("next")))
-    return render_template("login.html", error=error, username=request.form.get("username", "")), \
-        (401 if error else 200)
+    return render_template("login.html", error=error, username=request.form.get("username", "")), status, headers
 
 
 @bp.route("/logout", methods=["POST"])

@@ -31,8 +31,7 @@ def register(app: Flask) -> None:
             click.echo(f"  {version.key} v{version.version} ({state})")
 
     @app.cli.command("demo")
-    @click.option("--scale", type=int, default=0, hidden=True)
-    def demo_command(scale):
+    def demo_command():
         """Load demo organisations, users, projects and cases (safe to run again)."""
         from engine import demo
         try:
@@ -92,6 +91,38 @@ def register(app: Flask) -> None:
         from .server import serve
         click.echo(f"PerfBudget on http://{host}:{port}  (database: {_safe_url(core().db.url)})")
         serve(app, host, port, threads)
+
+    @app.cli.command("backup")
+    @click.argument("path", type=click.Path())
+    def backup_command(path):
+        """Back up the whole database to PATH (SQLite file, or pg_dump custom format), online."""
+        from storage import backup
+        try:
+            info = backup.backup(core().db, path)
+        except backup.BackupError as exc:
+            _fail(exc)
+        click.echo(f"Backed up {_safe_url(core().db.url)} to {info.path}: {backup.KIND_NAMES[info.kind]} backup "
+                   f"at schema revision {info.revision}, {info.size} bytes")
+
+    @app.cli.command("restore")
+    @click.argument("path", type=click.Path())
+    @click.option("--yes", is_flag=True, help="Confirm that every table is to be replaced by the backup's content.")
+    def restore_command(path, yes):
+        """Replace the whole database with the backup at PATH (needs --yes)."""
+        from storage import backup
+        target = _safe_url(core().db.url)
+        if not yes:
+            click.secho(f"error: restoring replaces everything in {target} with the content of {path}; "
+                        "run again with --yes to confirm", fg="red", err=True)
+            sys.exit(1)
+        try:
+            info = backup.restore(core().db, path)
+        except backup.BackupError as exc:
+            _fail(exc)
+        click.echo(f"Restored {info.path} into {target} (schema revision {info.revision})")
+        if info.upgraded_to:
+            click.echo(f"Upgraded the schema from revision {info.revision} to {info.upgraded_to}")
+        click.echo("Restart any running PerfBudget server: it keeps state cached from before the restore")
 
 
 def _safe_url(url: str) -> str:

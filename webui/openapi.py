@@ -260,6 +260,10 @@ def _schemas(case_statuses: tuple[str, ...]) -> dict:
             "amount": _string("Budget amount in yuan, as a decimal string.", pattern=_DECIMAL_PATTERN),
             "goals_status": {"type": "string", "enum": ["none", "in_review", "approved", "rejected"],
                              "description": "Where the project's performance goals stand."},
+            "ex_ante_status": {"type": "string", "enum": ["none", "in_progress", "support", "adjust", "reject"],
+                               "description": "Conclusion of the project's latest ex-ante evaluation."},
+            "needs_ex_ante": _boolean("New or key: its goals may be reviewed only after a 'support' "
+                                      "ex-ante evaluation."),
         }, "A budget project."),
         "ProjectRef": project_ref,
         "ProjectFacts": project_facts,

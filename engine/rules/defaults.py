@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+EX_ANTE_DIMENSIONS = ("necessity", "economy", "goal_rationality", "feasibility", "fund_compliance")
+
 DEFAULTS: dict[str, object] = {
     # Ex-ante evaluation: five dimensions of 20 points, sub-items of 5 points rated.
-    "ex_ante.dimensions": ["necessity", "economy", "goal_rationality", "feasibility", "fund_compliance"],
     "ex_ante.rating_points": {"excellent": 5, "good": 4, "fair": 3, "poor": 1},
     "ex_ante.support_min": 80,          # >= support
     "ex_ante.adjust_min": 60,           # >= support after adjustment, below: do not support
@@ -20,7 +21,8 @@ DEFAULTS: dict[str, object] = {
     "monitoring.campaign_month_day": "09-30",
     # Self-assessment.
     "self_assessment.weights": {"budget": 10, "output": 50, "effect": 30, "satisfaction": 10},
-    "self_assessment.qualitative_bands": {"achieved": [0.8, 1.0], "partly": [0.6, 0.8], "not": [0.0, 0.6]},
+    # Qualitative indicators: achieved from 80% of the weight, partly from 60%, not achieved below.
+    "self_assessment.qualitative_bands": {"achieved": 0.8, "partly": 0.6},
     "grades.min": {"excellent": 90, "good": 80, "fair": 60},
     "spot_check.sample_ratio": 0.2,
     "spot_check.gap_flag": 10,

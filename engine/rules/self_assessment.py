@@ -48,11 +48,18 @@ def quantitative_score(operator: str, target, actual, weight) -> Decimal:
     raise ScoreRefused(f"operator {operator!r} is not quantitative")
 
 
+def qualitative_bands(bands: dict | None = None) -> dict[str, tuple[Decimal, Decimal]]:
+    """Each level's band as shares of the weight, from the two configured lower bounds."""
+    b = bands or DEFAULTS["self_assessment.qualitative_bands"]
+    achieved, partly = to_decimal(b["achieved"]), to_decimal(b["partly"])
+    return {"achieved": (achieved, Decimal(1)), "partly": (partly, achieved), "not": (Decimal(0), partly)}
+
+
 def qualitative_score(level: str, score, weight, bands: dict | None = None) -> Decimal:
-    table = bands or DEFAULTS["self_assessment.qualitative_bands"]
+    table = qualitative_bands(bands)
     if level not in table:
         raise ScoreRefused(f"unknown level {level!r}; use one of {', '.join(table)}")
-    low, high = (to_decimal(x) * to_decimal(weight) for x in table[level])
+    low, high = (x * to_decimal(weight) for x in table[level])
     value = to_decimal(score)
     if not (low <= value <= high):
         raise ScoreRefused(f"a '{level}' score must lie between {_plain(low)} and {_plain(high)}")

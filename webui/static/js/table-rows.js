@@ -12,7 +12,9 @@
     });
   }
   document.querySelectorAll('.table-field').forEach(function (table) {
-    table.querySelector('.add-row').addEventListener('click', function () {
+    var add = table.querySelector('.add-row');
+    if (!add) { return; }   // a table with fixed rows
+    add.addEventListener('click', function () {
       var body = table.querySelector('tbody');
       var last = body.querySelector('tr.row:last-child');
       var copy = last.cloneNode(true);
