@@ -348,6 +348,11 @@ def test_real_answers_match_the_document(client, demo_core, tmp_path):
                                          "data": {"mark_goals_in_review": 0}}).status_code == 422
     too_large = "x" * (8 * 1024 * 1024 + 1)
     assert anonymous.post(f"{PREFIX}/tokens", data=too_large, content_type="application/json").status_code == 413
+    # Failed log-ins for one username until it is locked out for a while.
+    for _ in range(5):
+        assert anonymous.post(f"{PREFIX}/tokens", {"username": "ghost_user", "password": "wrong"}).status_code == 401
+    locked = anonymous.post(f"{PREFIX}/tokens", {"username": "ghost_user", "password": "wrong"})
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
     assert unit.post(f"{PREFIX}/cases", data=too_large, content_type="application/json").status_code == 413
     r = farm.post(f"{PREFIX}/cases", {"process": "goal_review", "project": "AGR-2027-001"})
     assert r.status_code == 201

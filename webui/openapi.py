@@ -359,6 +359,10 @@ def _paths() -> dict:
                 "400": _error(bad_body),
                 "401": _error("Wrong username or password (the same answer for an unknown user)."),
                 "413": TOO_LARGE,
+                "429": {**_error("Too many failed log-ins for this username or address; `details.retry_after` "
+                                 "gives the seconds to wait."),
+                        "headers": {"Retry-After": {"description": "Seconds until another attempt is accepted.",
+                                                    "schema": {"type": "integer", "minimum": 1}}}},
             },
         }},
         "/me": {"get": {
