@@ -1,0 +1,125 @@
+"""Part 2: whole goal-review cases per second through the JSON API of a real server.
+
+For each database and each number of gunicorn workers, a server is started the way
+`perfbudget serve` runs (gunicorn, gthread, 8 threads per worker, access log on; each worker
+builds the app after the fork) on a free 127.0.0.1 port. Then 1 and 4 client threads, each on
+its own keep-alive connection and its own project, run complete cases as the demo users for a
+fixed time: POST /cases, then five POST /tasks/{id}/complete (compile, competent check,
+preliminary review, re-examination, final review), each task id taken from the previous answer.
+With --read-tasks each task is also fetched (GET /tasks/{id}) before it is completed, as a
+form page would.
+
+The clients run on the same machine as the server (and the database), so they take CPU from it.
+
+    python bench/bench_throughput.py [--seconds 6] [--clients 1,4] [--workers 1,2]
+        [--database-url sqlite] [--database-url postgresql+psycopg://...] [--read-tasks]
+"""
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import common
+
+# SpiffWorkflow's own web application: about 170 ms for a 5-task case over HTTP.
+REFERENCE_CASE_SECONDS = 0.170
+
+
+def run_config(url: str, workers: int, clients: int, seconds: float, projects, read_tasks: bool,
+               threads: int) -> dict:
+    with common.Server(url, workers=workers, threads=threads) as server:
+        runners = [common.ApiCaseRunner(server.port, read_tasks=read_tasks) for _ in range(clients)]
+        # one case per client before the clock starts (connections, every worker's first requests)
+        for runner, project in zip(runners, projects):
+            runner.run_case(project[1], project[2])
+        for runner in runners:
+            runner.http.timings = []
+            runner.requests = 0
+        done = [0] * clients
+        case_times: list[float] = []
+        errors: list[str] = []
+        barrier = threading.Barrier(clients + 1)
+        stop_at = [0.0]
+        ended = [0.0] * clients
+
+        def client(i):
+            runner, project = runners[i], projects[i]
+            barrier.wait()
+            while time.perf_counter() < stop_at[0]:
+                t = time.perf_counter()
+                try:
+                    runner.run_case(project[1], project[2])
+                except Exception as exc:        # report, do not hide: a failed case is not counted
+                    errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    runner.http.close()
+                    continue
+                case_times.append(time.perf_counter() - t)
+                done[i] += 1
+            ended[i] = time.perf_counter()
+
+        pool = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for th in pool:
+            th.start()
+        start = time.perf_counter()
+        stop_at[0] = start + seconds
+        barrier.wait()
+        for th in pool:
+            th.join()
+        elapsed = max(ended) - start
+        for runner in runners:
+            runner.close()
+        timings = [t for r in runners for t in r.http.timings]
+        return {"cases": sum(done), "elapsed": elapsed, "cases_s": sum(done) / elapsed,
+                "requests_s": sum(r.requests for r in runners) / elapsed,
+                "case_ms": common.median(case_times) * 1000,
+                "req_ms": common.median(timings) * 1000, "req_p95": common.percentile(timings, 95) * 1000,
+                "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common.add_database_args(parser, multiple=True)
+    parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per configuration")
+    parser.add_argument("--clients", default="1,4", help="comma-separated client counts")
+    parser.add_argument("--workers", default="1,2", help="comma-separated gunicorn worker counts")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (perfbudget serve: 8)")
+    parser.add_argument("--read-tasks", action="store_true", help="GET each task before completing it")
+    args = parser.parse_args()
+    urls = args.database_url or ["sqlite"]
+    clients = [int(c) for c in args.clients.split(",")]
+    workers = [int(w) for w in args.workers.split(",")]
+
+    print(f"machine: {common.machine()}")
+    target = 10 / REFERENCE_CASE_SECONDS
+    rows, best = [], 0.0
+    from engine.app import PerfBudget
+    for url in urls:
+        with common.bench_database(url) as db_url:
+            app = PerfBudget(db_url)
+            projects = common.add_projects(app, max(clients))
+            app.close()
+            for w in workers:
+                for c in clients:
+                    r = run_config(db_url, w, c, args.seconds, projects, args.read_tasks, args.threads)
+                    best = max(best, r["cases_s"])
+                    rows.append([common.backend_name(db_url), w, c, r["cases"], r["cases_s"], r["requests_s"],
+                                 r["case_ms"], r["req_ms"], r["req_p95"], f"{r['cases_s'] * REFERENCE_CASE_SECONDS:.1f}x",
+                                 len(r["errors"])])
+                    print(f"  {rows[-1][0]} workers={w} clients={c}: {r['cases_s']:.1f} cases/s", flush=True)
+                    for e in r["errors"][:3]:
+                        print(f"    error: {e}")
+    per_case = 6 + (5 if args.read_tasks else 0)
+    common.print_table(
+        ["database", "workers", "clients", "cases", "cases/s", "req/s", "case ms (med)", "req ms (med)",
+         "req ms (p95)", "x SpiffArena", "errors"], rows,
+        title=f"Part 2: whole goal-review cases over HTTP ({per_case} requests per case, "
+              f"{args.seconds:g} s per row)")
+    print(f"\nreference: SpiffWorkflow's own web app ~{REFERENCE_CASE_SECONDS * 1000:.0f} ms per 5-task case "
+          f"= {1 / REFERENCE_CASE_SECONDS:.1f} cases/s; target 10x = {target:.0f} cases/s")
+    print(f"best here: {best:.1f} cases/s -> {'met' if best >= target else 'NOT met'} "
+          f"({best * REFERENCE_CASE_SECONDS:.1f}x the reference)")
+
+
+if __name__ == "__main__":
+    main()
