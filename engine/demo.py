@@ -126,8 +126,9 @@ def sample_declaration(project_name: str, amount: str) -> dict:
     }
 
 
-def load(app) -> list[tuple[str, str, str]]:
-    """Create what is missing; return the demo logins (username, role, organisation)."""
+def load(app, cases: bool = True) -> list[tuple[str, str, str]]:
+    """Create what is missing; return the demo logins (username, role, organisation).
+    With cases=False only organisations, users and projects (what tests and benchmarks build on)."""
     accounts = app.accounts
     for code, name, kind, parent in ORGS:
         accounts.ensure_org(code, name, kind, parent)
@@ -160,7 +161,7 @@ def load(app) -> list[tuple[str, str, str]]:
                                            conclusion="support", summary=EARLIER_EVALUATION["summary"],
                                            evaluated_at=datetime(2026, 9, 15, 2, 0)))
                 created_projects.append(code)
-    for code in created_projects:
+    for code in created_projects if cases else ():
         _walk_case(app, code)
     return [(u, r, o) for u, _d, r, o in USERS]
 

@@ -25,12 +25,7 @@ def _build_template(url: str) -> None:
     """Schema, deployed models, demo organisations, users and projects (no cases)."""
     app = PerfBudget(url)
     app.init()
-    saved = dict(demo.CASE_SCRIPTS)
-    demo.CASE_SCRIPTS.clear()
-    try:
-        demo.load(app)
-    finally:
-        demo.CASE_SCRIPTS.update(saved)
+    demo.load(app, cases=False)
     app.close()
 
 
