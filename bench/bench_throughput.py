@@ -61,12 +61,16 @@ def run_config(url: str, workers: int, clients: int, seconds: float, projects, r
         pool = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
         for th in pool:
             th.start()
+        server_cpu = common.CpuMeter(lambda: server.worker_pids()).start()
+        db_cpu = common.CpuMeter(lambda: common.pg_backend_pids(url)).start()
+        client_cpu = time.process_time()
         start = time.perf_counter()
         stop_at[0] = start + seconds
         barrier.wait()
         for th in pool:
             th.join()
         elapsed = max(ended) - start
+        cpu = {"server": server_cpu.stop(), "db": db_cpu.stop(), "client": (time.process_time() - client_cpu) * 1000}
         for runner in runners:
             runner.close()
         timings = [t for r in runners for t in r.http.timings]
@@ -74,7 +78,7 @@ def run_config(url: str, workers: int, clients: int, seconds: float, projects, r
                 "requests_s": sum(r.requests for r in runners) / elapsed,
                 "case_ms": common.median(case_times) * 1000,
                 "req_ms": common.median(timings) * 1000, "req_p95": common.percentile(timings, 95) * 1000,
-                "errors": errors}
+                "cpu_case": {k: v / max(1, sum(done)) for k, v in cpu.items()}, "errors": errors}
 
 
 def main() -> None:
@@ -90,7 +94,7 @@ def main() -> None:
     clients = [int(c) for c in args.clients.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
 
-    print(f"machine: {common.machine()}")
+    print(f"machine: {common.machine()}; {common.load_average()}")
     target = 10 / REFERENCE_CASE_SECONDS
     rows, best = [], 0.0
     from engine.app import PerfBudget
@@ -104,7 +108,9 @@ def main() -> None:
                     r = run_config(db_url, w, c, args.seconds, projects, args.read_tasks, args.threads)
                     best = max(best, r["cases_s"])
                     rows.append([common.backend_name(db_url), w, c, r["cases"], r["cases_s"], r["requests_s"],
-                                 r["case_ms"], r["req_ms"], r["req_p95"], f"{r['cases_s'] * REFERENCE_CASE_SECONDS:.1f}x",
+                                 r["case_ms"], r["req_ms"], r["req_p95"], r["cpu_case"]["server"],
+                                 r["cpu_case"]["db"] if not db_url.startswith("sqlite") else "-",
+                                 r["cpu_case"]["client"], f"{r['cases_s'] * REFERENCE_CASE_SECONDS:.1f}x",
                                  len(r["errors"])])
                     print(f"  {rows[-1][0]} workers={w} clients={c}: {r['cases_s']:.1f} cases/s", flush=True)
                     for e in r["errors"][:3]:
@@ -112,9 +118,12 @@ def main() -> None:
     per_case = 6 + (5 if args.read_tasks else 0)
     common.print_table(
         ["database", "workers", "clients", "cases", "cases/s", "req/s", "case ms (med)", "req ms (med)",
-         "req ms (p95)", "x SpiffArena", "errors"], rows,
+         "req ms (p95)", "CPU/case app", "CPU/case PG", "CPU/case client", "x SpiffArena", "errors"], rows,
         title=f"Part 2: whole goal-review cases over HTTP ({per_case} requests per case, "
               f"{args.seconds:g} s per row)")
+    print("CPU/case: CPU ms per completed case used by the gunicorn workers, by PostgreSQL's backends for\n"
+          "this database, and by the client threads; with 2 cores, 2000 / (their sum) is a ceiling on cases/s.")
+    print(common.load_average())
     print(f"\nreference: SpiffWorkflow's own web app ~{REFERENCE_CASE_SECONDS * 1000:.0f} ms per 5-task case "
           f"= {1 / REFERENCE_CASE_SECONDS:.1f} cases/s; target 10x = {target:.0f} cases/s")
     print(f"best here: {best:.1f} cases/s -> {'met' if best >= target else 'NOT met'} "

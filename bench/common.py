@@ -90,12 +90,7 @@ def _build(url: str) -> None:
     from engine.app import PerfBudget
     app = PerfBudget(url)
     app.init()
-    saved = dict(demo.CASE_SCRIPTS)
-    demo.CASE_SCRIPTS.clear()
-    try:
-        demo.load(app)
-    finally:
-        demo.CASE_SCRIPTS.update(saved)
+    demo.load(app, cases=False)
     app.close()
 
 
