@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from uuid import UUID
 
@@ -24,7 +24,7 @@ from storage import queries
 from storage.db import Database
 from storage.models import AuditEvent, Case, HumanTask, Project, User
 
-from . import ex_ante, goals
+from . import links
 from .access import Actor
 from .clock import Clock
 from .effects import EffectRecorder
@@ -37,8 +37,11 @@ from .settings import SettingsService
 from .specs import LoadedVersion, SpecCache
 from .timers import next_due
 
-EFFECT_HANDLERS = {**goals.EFFECT_HANDLERS, **ex_ante.EFFECT_HANDLERS}
-START_GUARDS = {**goals.START_GUARDS, **ex_ante.START_GUARDS}
+EFFECT_HANDLERS = links.EFFECT_HANDLERS
+START_GUARDS = links.START_GUARDS
+# process key -> prepare(session, project, data, title) -> (data, title): what a case starts from.
+START_DATA = {key: prepare for module in links.MODULES
+              for key, prepare in getattr(module, "START_DATA", {}).items()}
 MAX_START_DATA_BYTES = 1_000_000
 
 
@@ -62,6 +65,36 @@ def project_facts(project: Project) -> dict:
 def user_task_form_files(task_spec) -> tuple[str | None, str | None]:
     props = (getattr(task_spec, "extensions", None) or {}).get("properties", {})
     return props.get("formJsonSchemaFilename"), props.get("formUiSchemaFilename")
+
+
+def _field(data: dict, path: str | None):
+    """A value of the task data by dotted path ('problem.deadline'), or None."""
+    value = data
+    for part in (path or "").split("."):
+        if not part or not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def task_subject(task) -> str | None:
+    """What one instance of a repeated task is about (the `subjectField` property names it):
+    several 'Rectify the problem' tasks of one case differ by their problem."""
+    props = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {})
+    value = _field(task.data, props.get("subjectField"))
+    return " ".join(str(value).split())[:120] if value not in (None, "") else None
+
+
+def task_due_at(task) -> datetime | None:
+    """The task's due date from the data field its `dueDateField` property names: the end of
+    that day (a rectification deadline is a date)."""
+    props = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {})
+    value = _field(task.data, props.get("dueDateField"))
+    try:
+        day = date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+    return datetime.combine(day, time(23, 59, 59)) if day else None
 
 
 def _closed_message(task: HumanTask) -> str:
@@ -89,8 +122,7 @@ class CaseService:
                 cache["values"] = self.settings.values()
             return cache["values"]
 
-        return {"ex_ante_items": ex_ante.scoring_sheet,
-                "ex_ante_result": lambda scores: ex_ante.result(scores, settings())}
+        return links.calculations(links.CalculationContext(settings=settings, now=self.clock.now()))
 
     def _attach_engine(self, workflow: BpmnWorkflow) -> EffectRecorder:
         recorder = EffectRecorder(tuple(EFFECT_HANDLERS))
@@ -131,9 +163,11 @@ class CaseService:
             spec = task.task_spec
             role = role_for_lane(getattr(spec, "lane", None))
             name = spec.bpmn_name or spec.name
+            subject = task_subject(task)
             row = HumanTask(
                 case_id=case.id, spiff_task_id=str(task.id), step=spec.name, name=name,
-                title=f"{name}: {case.title}"[:400], role=role or "",
+                title=(f"{name} ({subject}): {case.title}" if subject else f"{name}: {case.title}")[:400],
+                role=role or "", due_at=task_due_at(task),
                 org_id=scoped_org_id(role, case.project) if role and case.project else None,
                 # A task in no lane stays with whoever started the case.
                 assignee_id=None if role else case.started_by_id,
@@ -195,10 +229,14 @@ class CaseService:
             guard = START_GUARDS.get(process_key)
             if guard:
                 guard(s, project, self.settings.values())
+            title = f"{project.name} ({project.code})"
+            prepare = START_DATA.get(process_key)
+            if prepare:
+                data, title = prepare(s, project, data, title)
             data["project"] = project_facts(project)
             case = Case(process_version_id=version.id, process_key=version.key, project_id=project.id,
                         org_id=project.unit_id, year=project.year,
-                        title=f"{project.name} ({project.code})"[:300], status="running", lock_version=1,
+                        title=title[:300], status="running", lock_version=1,
                         state="", started_by_id=actor.id, started_at=now, updated_at=now)
             s.add(case)
             s.flush()
@@ -256,16 +294,17 @@ class CaseService:
             if spiff_task is None or spiff_task.state != TaskState.READY:
                 raise Conflict("this task is no longer waiting for input; reload the case")
             schema_file, _ = user_task_form_files(spiff_task.task_spec)
-            schema = loaded.form(schema_file)
+            schema = loaded.form(schema_file, spiff_task.workflow.spec.name)
             data = data if data is not None else {}
             if schema is not None:
-                validate(schema, data)
+                data, case_owned = _split_read_only(schema, data, spiff_task.data)
+                validate(schema, {**data, **case_owned})
             else:
                 _check_start_data(data)
             # Review steps reuse field names; a field left out must not keep the last reviewer's value.
             if schema is not None:
                 for name in (schema.get("properties") or {}):
-                    if name not in data:
+                    if name not in data and name not in case_owned:
                         spiff_task.data.pop(name, None)
             spiff_task.data.update(data)
             self._run_engine(workflow, spiff_task.run)
@@ -343,6 +382,17 @@ def _check_start_data(data) -> None:
             errors[key] = f"At most {MAX_STRING} characters."
     if errors:
         raise InvalidData("The data has errors.", errors)
+
+
+def _split_read_only(schema: dict, data, case_data: dict) -> tuple:
+    """Set a form's readOnly fields apart: they hold the case's values whatever was sent, so a
+    schema condition on them (e.g. a reason required only in an adjustment) cannot be talked around."""
+    fixed = {name for name, prop in (schema.get("properties") or {}).items()
+             if isinstance(prop, dict) and prop.get("readOnly")}
+    if not fixed or not isinstance(data, dict):
+        return data, {}
+    return ({k: v for k, v in data.items() if k not in fixed},
+            {k: case_data[k] for k in fixed if k in case_data})
 
 
 def _jsonable(data: dict) -> dict:

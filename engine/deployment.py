@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
@@ -74,6 +75,30 @@ class ParsedModel:
     subprocess_specs: dict
     forms: dict[str, dict]          # form file name -> JSON (schema or UI schema)
     start_role: str | None          # role whose lane holds the start event
+    # Processes called by call activities that another deployed model provides, with the
+    # version bound at deployment (process id -> process version id).
+    calls: dict[str, int] = field(default_factory=dict)
+    # Forms of the called models' processes (process id -> form file name -> JSON): a called
+    # model's tasks find their own forms even when a file name repeats across models.
+    process_forms: dict[str, dict[str, dict]] = field(default_factory=dict)
+
+    def form(self, file_name: str | None, process_id: str | None = None) -> dict | None:
+        if not file_name:
+            return None
+        forms = self.process_forms.get(process_id, self.forms) if process_id else self.forms
+        return forms.get(file_name)
+
+
+@dataclass
+class CalledModel:
+    """A deployed model that provides a called process: the version and its files."""
+    version_id: int
+    files: "ModelFiles"
+
+
+# Looks up the deployed model whose primary process has this id, or None.
+CalledModelLookup = Callable[[str], "CalledModel | None"]
+CALLED_ELEMENT = re.compile(rb'calledElement\s*=\s*"([^"]+)"')
 
 
 def _fail(key: str, message: str, file: str | None = None, element: str | None = None) -> DeploymentError:
@@ -82,8 +107,12 @@ def _fail(key: str, message: str, file: str | None = None, element: str | None =
                                                    "problem": message})
 
 
-def parse_model(model: ModelFiles) -> ParsedModel:
-    """Parse and check a model; raise DeploymentError naming the file and element at fault."""
+def parse_model(model: ModelFiles, called: CalledModelLookup | None = None) -> ParsedModel:
+    """Parse and check a model; raise DeploymentError naming the file and element at fault.
+
+    A call activity whose process is not in the model is resolved through `called`: the
+    called model's diagrams are parsed with this one, so the version carries the whole
+    chain it runs and later deployments of the called model do not change running cases."""
     key = model.key
     if not KEY_PATTERN.match(key):
         raise _fail(key, "the folder name is the process key: lower-case letters, digits, '_' or '-'")
@@ -106,7 +135,46 @@ def parse_model(model: ModelFiles) -> ParsedModel:
         raise _fail(key, "primary_process_id is missing", MODEL_FILE)
 
     parser = SpiffBpmnParser()
-    for name, content in model.files.items():
+    _add_diagrams(parser, key, model.files)
+    calls, owners = _add_called_models(parser, key, model, called)
+
+    try:
+        spec = parser.get_spec(process_id)
+        subprocess_specs = parser.get_subprocess_specs(process_id)
+    except ValidationException as exc:
+        raise _fail(key, str(exc).splitlines()[0], getattr(exc, "file_name", None) or primary_file,
+                    getattr(exc, "id", None)) from None
+    except Exception as exc:
+        raise _fail(key, f"cannot build process {process_id!r}: {exc}", primary_file) from None
+
+    forms: dict[str, dict] = {}
+    process_forms: dict[str, dict[str, dict]] = {}
+    start_role = None
+    for each_spec in [spec, *subprocess_specs.values()]:
+        owner = owners.get(each_spec.name)
+        spec_forms = forms if owner is None else process_forms.setdefault(each_spec.name, {})
+        for task_spec in each_spec.task_specs.values():
+            _check_task_spec(key if owner is None else owner.key, model if owner is None else owner,
+                             task_spec, spec_forms, getattr(each_spec, "file", None))
+            if each_spec is spec and isinstance(task_spec, StartEventMixin) and start_role is None:
+                start_role = role_for_lane(getattr(task_spec, "lane", None))
+    return ParsedModel(
+        key=key,
+        name=str(meta.get("display_name") or key),
+        description=str(meta.get("description") or ""),
+        primary_file=primary_file,
+        primary_process_id=process_id,
+        spec=spec,
+        subprocess_specs=subprocess_specs,
+        forms=forms,
+        start_role=start_role,
+        calls=calls,
+        process_forms=process_forms,
+    )
+
+
+def _add_diagrams(parser: SpiffBpmnParser, key: str, files: dict[str, bytes], prefix: str = "") -> None:
+    for name, content in files.items():
         if not name.endswith((".bpmn", ".dmn")):
             continue
         _refuse_doctype(key, name, content)
@@ -121,41 +189,45 @@ def parse_model(model: ModelFiles) -> ParsedModel:
             raise _fail(key, "documents with a DOCTYPE are refused (entities are not allowed)", name)
         try:
             if name.endswith(".bpmn"):
-                parser.add_bpmn_xml(etree.ElementTree(root), filename=name)
+                parser.add_bpmn_xml(etree.ElementTree(root), filename=prefix + name)
             else:
-                parser.add_dmn_xml(root, filename=name)
+                parser.add_dmn_xml(root, filename=prefix + name)
         except ValidationException as exc:
             raise _fail(key, str(exc).splitlines()[0], name, getattr(exc, "id", None)) from None
         except Exception as exc:  # the parser raises many kinds on odd input
             raise _fail(key, f"cannot be read as {name.rsplit('.', 1)[1].upper()}: {exc}", name) from None
 
-    try:
-        spec = parser.get_spec(process_id)
-        subprocess_specs = parser.get_subprocess_specs(process_id)
-    except ValidationException as exc:
-        raise _fail(key, str(exc).splitlines()[0], getattr(exc, "file_name", None) or primary_file,
-                    getattr(exc, "id", None)) from None
-    except Exception as exc:
-        raise _fail(key, f"cannot build process {process_id!r}: {exc}", primary_file) from None
 
-    forms: dict[str, dict] = {}
-    start_role = None
-    for each_spec in [spec, *subprocess_specs.values()]:
-        for task_spec in each_spec.task_specs.values():
-            _check_task_spec(key, model, task_spec, forms, getattr(each_spec, "file", None))
-            if each_spec is spec and isinstance(task_spec, StartEventMixin) and start_role is None:
-                start_role = role_for_lane(getattr(task_spec, "lane", None))
-    return ParsedModel(
-        key=key,
-        name=str(meta.get("display_name") or key),
-        description=str(meta.get("description") or ""),
-        primary_file=primary_file,
-        primary_process_id=process_id,
-        spec=spec,
-        subprocess_specs=subprocess_specs,
-        forms=forms,
-        start_role=start_role,
-    )
+def called_process_ids(files: dict[str, bytes]) -> set[str]:
+    """Process ids named by the call activities of a model's diagrams."""
+    return {m.decode("utf-8", "replace") for name, content in files.items() if name.endswith(".bpmn")
+            for m in CALLED_ELEMENT.findall(content)}
+
+
+def _add_called_models(parser, key: str, model: ModelFiles, called: CalledModelLookup | None):
+    """Parse the deployed models that provide the processes this one calls (and what they
+    call in turn); return the bound versions and, per added process id, its model."""
+    calls: dict[str, int] = {}
+    owners: dict[str, ModelFiles] = {}
+    pending = sorted(called_process_ids(model.files))
+    while pending:
+        process_id = pending.pop(0)
+        if process_id in parser.process_parsers or process_id in calls:
+            continue
+        found = called(process_id) if called else None
+        if found is None:
+            raise _fail(key, f"a call activity calls process '{process_id}', which is neither in this model "
+                        "nor the primary process of a deployed model (deploy that model first)",
+                        element=process_id)
+        if found.files.key == key:
+            raise _fail(key, f"process '{process_id}' is not in this model's diagrams", element=process_id)
+        before = set(parser.process_parsers)
+        _add_diagrams(parser, found.files.key, found.files.files, prefix=f"{found.files.key}/")
+        for added in set(parser.process_parsers) - before:
+            owners[added] = found.files
+        calls[process_id] = found.version_id
+        pending.extend(sorted(called_process_ids(found.files.files)))
+    return calls, owners
 
 
 def _refuse_doctype(key: str, name: str, content: bytes) -> None:

@@ -89,5 +89,10 @@ def record(s: Session, case: Case, data: dict, actor_id: int | None, now: dateti
     project.ex_ante_status = "in_progress" if data["conclusion"] == "adjust" else data["conclusion"]
 
 
+def calculations(context) -> dict:
+    return {"ex_ante_items": scoring_sheet,
+            "ex_ante_result": lambda scores: result(scores, context.settings())}
+
+
 EFFECT_HANDLERS = {"mark_ex_ante_in_progress": mark_in_progress, "record_ex_ante": record}
 START_GUARDS = {"ex_ante_evaluation": check_can_start}

@@ -9,7 +9,7 @@ from .access import Actor
 from .cases import user_task_form_files
 from .clock import Clock
 from .errors import Conflict, NotFound, PermissionDenied
-from .goals import goals_from_data
+from .goals import adjustment_under_review, goal_changes, goal_versions, goals_from_data
 from .instructions import render
 from .roles import BUREAU_WIDE, ROLES
 from .serializer import load_state
@@ -49,6 +49,22 @@ def project_summary(project: Project) -> dict:
         "ex_ante_status": project.ex_ante_status,
         "needs_ex_ante": bool(project.is_new or project.is_key),
     }
+
+
+def goal_version_summary(row) -> dict:
+    return {"version": row.version, "kind": row.kind, "reason": row.reason, "approved_at": _iso(row.approved_at),
+            "approved_by": row.approved_by.username if row.approved_by else None, "case_id": row.case_id}
+
+
+def goal_history(rows) -> list[dict]:
+    """Every approved version, oldest first, each with what changed against the one before."""
+    out, previous = [], None
+    for row in rows:
+        out.append({**goal_version_summary(row),
+                    "approved_by_name": row.approved_by.display_name if row.approved_by else None,
+                    "changes": goal_changes(previous.goals, row.goals) if previous is not None else None})
+        previous = row
+    return out
 
 
 def case_summary(case: Case) -> dict:
@@ -158,7 +174,9 @@ class ReadService:
         with self.db.reading() as s:
             rows = queries.visible_projects(s, actor.grants, actor.sees_all_cases,
                                             "third_party" in actor.roles, year)
-            return [project_summary(p) for p in rows]
+            versions = goal_versions(s, (p.id for p in rows))
+            return [{**project_summary(p), "goal_history": [goal_version_summary(v) for v in versions[p.id]]}
+                    for p in rows]
 
     def project(self, actor: Actor, project_id: int) -> dict:
         with self.db.reading() as s:
@@ -171,6 +189,7 @@ class ReadService:
             goals = queries.latest_goals(s, project.id)
             out["approved_goals"] = ({"version": goals.version, "approved_at": _iso(goals.approved_at),
                                       "case_id": goals.case_id, **goals.goals} if goals else None)
+            out["goal_history"] = goal_history(goal_versions(s, [project.id], with_goals=True)[project.id])
             out["ex_ante_evaluations"] = [
                 {"round": e.round, "case_id": e.case_id, "total": float(e.total), "conclusion": e.conclusion,
                  "dimensions": e.dimensions, "summary": e.summary, "evaluated_at": _iso(e.evaluated_at),
@@ -243,10 +262,13 @@ class ReadService:
             workflow = self._workflow(case)
             from uuid import UUID
             spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
-            spec = loaded.model.spec.task_specs.get(task.step) if spiff_task is None else spiff_task.task_spec
+            if spiff_task is not None:
+                spec, process_id = spiff_task.task_spec, spiff_task.workflow.spec.name
+            else:
+                spec, process_id = _spec_of_step(loaded, task.step)
             schema_file, ui_file = user_task_form_files(spec) if spec is not None else (None, None)
-            schema = loaded.form(schema_file) or {"type": "object", "properties": {}}
-            out["form"] = {"schema": schema, "ui_schema": loaded.form(ui_file) or {}}
+            schema = loaded.form(schema_file, process_id) or {"type": "object", "properties": {}}
+            out["form"] = {"schema": schema, "ui_schema": loaded.form(ui_file, process_id) or {}}
             data = spiff_task.data if spiff_task is not None else _latest_data(workflow)
             props = schema.get("properties") or {}
             # Prefill only what this form owns and what this step left earlier (a resubmission),
@@ -262,6 +284,7 @@ class ReadService:
                 "project": context.get("project"),
                 "goals": goals_from_data(context),
                 "opinions": _opinions(queries.history(s, case.id)),
+                "adjustment": adjustment_under_review(s, case.project_id, context),
             }
             out["case"] = case_summary(case)
             return out
@@ -290,7 +313,17 @@ def _start_refusal(s, process_key: str, project, settings) -> str | None:
 
 
 def _is_review(props: dict) -> bool:
-    return "decision" in props
+    return any(name == "decision" or name.endswith("_decision") for name in props)
+
+
+def _spec_of_step(loaded, step: str):
+    """The task spec of a step and its process id, looked up in called processes too."""
+    if step in loaded.model.spec.task_specs:
+        return loaded.model.spec.task_specs[step], loaded.model.spec.name
+    for process_id, spec in loaded.model.subprocess_specs.items():
+        if step in spec.task_specs:
+            return spec.task_specs[step], process_id
+    return None, None
 
 
 def _latest_data(workflow) -> dict:
@@ -323,9 +356,15 @@ def _step_ids(workflow) -> tuple[list[str], list[str]]:
 def _opinions(events) -> list[dict]:
     out = []
     for e in events:
-        if e.action == "completed" and isinstance(e.data, dict) and "decision" in e.data:
+        if e.action != "completed" or not isinstance(e.data, dict):
+            continue
+        # A review form's decision field is 'decision' or '<something>_decision', with its
+        # opinion in the matching 'comment' field.
+        key = next((k for k in e.data if k == "decision" or k.endswith("_decision")), None)
+        if key is not None:
+            prefix = key[: -len("decision")]
             out.append({"at": _iso(e.at), "step": e.task_name,
                         "actor": e.actor.display_name if e.actor else None,
-                        "decision": e.data.get("decision"), "comment": e.data.get("comment"),
-                        "grade": e.data.get("grade")})
+                        "decision": e.data.get(key), "comment": e.data.get(prefix + "comment"),
+                        "grade": e.data.get(prefix + "grade")})
     return out

@@ -13,7 +13,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from storage import queries
 from storage.db import Database
 
-from .deployment import ModelFiles, ParsedModel, parse_model
+from .deployment import CalledModel, ModelFiles, ParsedModel, parse_model
 from .errors import NotFound
 from .scripting import script_engine
 
@@ -25,8 +25,9 @@ class LoadedVersion:
     version: int
     model: ParsedModel
 
-    def form(self, file_name: str | None) -> dict | None:
-        return self.model.forms.get(file_name) if file_name else None
+    def form(self, file_name: str | None, process_id: str | None = None) -> dict | None:
+        """A form file of the task's process (a called model's process has its own forms)."""
+        return self.model.form(file_name, process_id)
 
 
 class SpecCache:
@@ -68,4 +69,10 @@ class SpecCache:
                 raise NotFound(f"process version {version_id} does not exist")
             files = queries.version_files(s, version_id)
             key, number = row.key, row.version
-        return LoadedVersion(version_id, key, number, parse_model(ModelFiles(key, files)))
+            # The called versions bound at deployment, not today's newest.
+            called = {}
+            for process_id, called_id in (row.calls or {}).items():
+                called_row = s.get(ProcessVersion, called_id)
+                called[process_id] = CalledModel(called_id, ModelFiles(called_row.key,
+                                                                        queries.version_files(s, called_id)))
+        return LoadedVersion(version_id, key, number, parse_model(ModelFiles(key, files), called.get))

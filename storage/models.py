@@ -110,6 +110,10 @@ class ProjectGoals(Base):
     goals: Mapped[dict] = mapped_column(JSON)
     approved_at: Mapped[datetime] = mapped_column(DateTime)
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # initial | adjustment (an in-year change of the goals in force, with its reason)
+    kind: Mapped[str] = mapped_column(String(20), default="initial", server_default="initial")
+    reason: Mapped[str | None] = mapped_column(Text)
+    approved_by: Mapped[User | None] = relationship(foreign_keys=[approved_by_id])
 
 
 class ProcessVersion(Base):
@@ -126,6 +130,8 @@ class ProcessVersion(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     deployed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     deployed_at: Mapped[datetime] = mapped_column(DateTime)
+    # Processes its call activities run, bound at deployment: {process id: version id}.
+    calls: Mapped[dict | None] = mapped_column(JSON)
     files: Mapped[list[ProcessFile]] = relationship(lazy="selectin", order_by="ProcessFile.name")
 
 
@@ -158,6 +164,9 @@ class Case(Base):
     state: Mapped[str] = mapped_column(Text)
     current_steps: Mapped[str] = mapped_column(String(500), default="")
     next_due_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    # The campaign that opened this case (monitoring, self-assessment), if any. No foreign key:
+    # SQLite cannot drop a referencing column, and the migration must be reversible.
+    campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
     error_message: Mapped[str | None] = mapped_column(Text)
     started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     started_at: Mapped[datetime] = mapped_column(DateTime)
@@ -272,3 +281,143 @@ class ExAnteEvaluation(Base):
     summary: Mapped[str] = mapped_column(Text, default="")
     evaluated_at: Mapped[datetime] = mapped_column(DateTime)
     evaluated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Campaign(Base):
+    """A bureau-wide round of one link for a year: a monitoring campaign at a cut-off date, or
+    the self-assessment of the year's projects with its spot-check draw. Each project of the
+    round runs as its own case pointing here."""
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_kind_year", "kind", "year"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # monitoring | self_assessment
+    kind: Mapped[str] = mapped_column(String(32))
+    year: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    cutoff_date: Mapped[date | None] = mapped_column(Date)
+    # open | closed
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The spot-check draw, kept so that anyone can repeat it: ratio, seed, the population of
+    # departments in the order drawn from, and the departments drawn.
+    sample_ratio: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    seed: Mapped[str | None] = mapped_column(String(64))
+    population: Mapped[list | None] = mapped_column(JSON)
+    sampled: Mapped[list | None] = mapped_column(JSON)
+    drawn_at: Mapped[datetime | None] = mapped_column(DateTime)
+    drawn_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    started_by: Mapped[User | None] = relationship(foreign_keys=[started_by_id])
+
+
+class MonitoringRecord(Base):
+    """A project's monitoring report at a campaign's cut-off date and what finance decided."""
+    __tablename__ = "monitoring_records"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    cutoff_date: Mapped[date | None] = mapped_column(Date)
+    budget: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    spent: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    execution_rate: Mapped[Decimal | None] = mapped_column(Numeric(8, 4))
+    budget_light: Mapped[str | None] = mapped_column(String(10))
+    # Per indicator: name, operator, target, current, expected year-end value, light.
+    indicators: Mapped[list | None] = mapped_column(JSON)
+    # red | yellow | green | blue: the worst of the budget and indicator lights.
+    light: Mapped[str | None] = mapped_column(String(10))
+    causes: Mapped[list | None] = mapped_column(JSON)
+    measures: Mapped[str] = mapped_column(Text, default="")
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    key_monitoring: Mapped[bool] = mapped_column(Boolean, default=False)
+    findings: Mapped[str] = mapped_column(Text, default="")
+    # continue | correct | adjust_budget | reduce_funds | suspend
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    reduced_amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class SelfAssessment(Base):
+    """A unit's self-assessment of a project's year, and finance's review if it was drawn."""
+    __tablename__ = "self_assessments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    year: Mapped[int] = mapped_column(Integer, index=True)
+    # Scored lines (budget execution and each indicator) as computed by the rules.
+    lines: Mapped[list | None] = mapped_column(JSON)
+    score: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    grade: Mapped[str | None] = mapped_column(String(20))
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # None until the draw; then whether the project's department was drawn.
+    sampled: Mapped[bool | None] = mapped_column(Boolean)
+    # The four criteria: completeness, indicator rationality, data accuracy, objectivity.
+    review: Mapped[dict | None] = mapped_column(JSON)
+    review_score: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    gap_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Problem(Base):
+    """A problem found by monitoring, a spot-check review or an evaluation, and its
+    rectification: notice, deadline, the unit's measures and evidence, the check."""
+    __tablename__ = "problems"
+    __table_args__ = (UniqueConstraint("case_id", "ref", name="uq_problems_case_ref"),
+                      Index("ix_problems_status_deadline", "status", "deadline"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    # The case that found it (its rectification runs inside that case, by call activity).
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    # Its key within the case, set by the diagram that records it.
+    ref: Mapped[str] = mapped_column(String(40))
+    # monitoring | self_assessment | evaluation
+    origin: Mapped[str] = mapped_column(String(20))
+    year: Mapped[int] = mapped_column(Integer, index=True)
+    description: Mapped[str] = mapped_column(Text)
+    requirement: Mapped[str] = mapped_column(Text, default="")
+    # recorded | notified | submitted | returned | rectified
+    status: Mapped[str] = mapped_column(String(20), default="recorded")
+    deadline: Mapped[date | None] = mapped_column(Date)
+    measures: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[list | None] = mapped_column(JSON)
+    rounds: Mapped[int] = mapped_column(Integer, default=0)
+    check_comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    rectified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    checked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    project: Mapped[Project] = relationship()
+
+
+class KeyEvaluation(Base):
+    """A key performance evaluation of a project: plan, score and grade, and the result applied."""
+    __tablename__ = "key_evaluations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    year: Mapped[int] = mapped_column(Integer, index=True)
+    # amount | policy | monitoring | other
+    selection_reason: Mapped[str] = mapped_column(String(20))
+    # finance | third_party | joint
+    evaluator: Mapped[str | None] = mapped_column(String(20))
+    plan: Mapped[dict | None] = mapped_column(JSON)
+    # Framework scores: decision, process, output, effect (and their weights).
+    scores: Mapped[dict | None] = mapped_column(JSON)
+    score: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    grade: Mapped[str | None] = mapped_column(String(20))
+    report: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[list | None] = mapped_column(JSON)
+    feedback: Mapped[str] = mapped_column(Text, default="")
+    # priority | keep | reduce | cancel
+    result: Mapped[str | None] = mapped_column(String(20))
+    result_note: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime)
+    applied_at: Mapped[datetime | None] = mapped_column(DateTime)
+    applied_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

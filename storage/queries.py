@@ -19,6 +19,12 @@ def latest_version(s: Session, key: str) -> ProcessVersion | None:
                      .order_by(ProcessVersion.version.desc()).limit(1)).first()
 
 
+def latest_version_providing(s: Session, process_id: str) -> ProcessVersion | None:
+    """The newest version of the model whose primary process is `process_id`."""
+    return s.scalars(select(ProcessVersion).where(ProcessVersion.primary_process_id == process_id)
+                     .order_by(ProcessVersion.deployed_at.desc(), ProcessVersion.id.desc()).limit(1)).first()
+
+
 def latest_versions(s: Session) -> list[ProcessVersion]:
     newest = (select(ProcessVersion.key, func.max(ProcessVersion.version).label("v"))
               .group_by(ProcessVersion.key).subquery())

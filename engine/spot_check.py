@@ -1,0 +1,5 @@
+"""spot_check: to be written"""
+from __future__ import annotations
+
+EFFECT_HANDLERS: dict = {}
+START_GUARDS: dict = {}
