@@ -5,9 +5,11 @@ from storage.db import Database
 from storage.schema import upgrade
 
 from .accounts import AccountService
+from .campaigns import CampaignService
 from .cases import CaseService
 from .clock import Clock
 from .processes import ProcessService
+from .project_import import ProjectImportService
 from .queries import ReadService
 from .settings import SettingsService
 from .specs import SpecCache
@@ -21,8 +23,10 @@ class PerfBudget:
         self.processes = ProcessService(self.db, self.specs, self.clock)
         self.settings = SettingsService(self.db, self.clock)
         self.cases = CaseService(self.db, self.specs, self.clock, self.settings)
+        self.campaigns = CampaignService(self.db, self.cases, self.clock, self.settings)
         self.accounts = AccountService(self.db, self.clock)
         self.reads = ReadService(self.db, self.specs, self.clock, self.settings)
+        self.project_import = ProjectImportService(self.db, self.clock, self.settings)
 
     def init_schema(self) -> None:
         upgrade(self.db)

@@ -137,6 +137,10 @@ class CaseService:
             action()
             workflow.do_engine_steps()
         except SpiffWorkflowException as exc:
+            # A domain calculation that refuses the submitted data (a shortfall without its
+            # cause) raises InvalidData with per-field messages: report it as the form error it is.
+            if isinstance(exc.__context__, InvalidData):
+                raise exc.__context__ from None
             raise WorkflowError(f"The process could not continue: {exc}",
                                 {"step": getattr(getattr(exc, "task_spec", None), "bpmn_name", None)}) from None
         except Exception as exc:  # a diagram's expression can fail in any way; never a 500
@@ -229,29 +233,93 @@ class CaseService:
             guard = START_GUARDS.get(process_key)
             if guard:
                 guard(s, project, self.settings.values())
-            title = f"{project.name} ({project.code})"
-            prepare = START_DATA.get(process_key)
-            if prepare:
-                data, title = prepare(s, project, data, title)
-            data["project"] = project_facts(project)
-            case = Case(process_version_id=version.id, process_key=version.key, project_id=project.id,
-                        org_id=project.unit_id, year=project.year,
-                        title=title[:300], status="running", lock_version=1,
-                        state="", started_by_id=actor.id, started_at=now, updated_at=now)
-            s.add(case)
-            s.flush()
-            self._audit(s, case.id, actor.id, "started", now, data=_jsonable(data))
-            workflow = BpmnWorkflow(loaded.model.spec, loaded.model.subprocess_specs)
-            recorder = self._attach_engine(workflow)
-            workflow.task_tree.data.update(data)
-            self._run_engine(workflow, lambda: None)
-            self._apply_effects(s, case, recorder, actor.id, now)
-            self._sync(s, case, workflow, loaded, now, actor.id)
-            for key, value in self._summary(workflow, now).items():
-                setattr(case, key, value)
-            self._end_event_audit(s, case, workflow, now)
-            s.flush()
-            return case
+            return self._open_case(s, actor, version, loaded, project, data, now)
+
+    def _open_case(self, s: Session, actor: Actor, version, loaded: LoadedVersion, project: Project,
+                   data: dict, now: datetime, campaign_id: int | None = None) -> Case:
+        """Create the case row and run the new workflow to its first waiting steps."""
+        process_key = version.key
+        title = f"{project.name} ({project.code})"
+        prepare = START_DATA.get(process_key)
+        if prepare:
+            data, title = prepare(s, project, data, title)
+        data["project"] = project_facts(project)
+        case = Case(process_version_id=version.id, process_key=version.key, project_id=project.id,
+                    org_id=project.unit_id, year=project.year, campaign_id=campaign_id,
+                    title=title[:300], status="running", lock_version=1,
+                    state="", started_by_id=actor.id, started_at=now, updated_at=now)
+        s.add(case)
+        s.flush()
+        self._audit(s, case.id, actor.id, "started", now, data=_jsonable(data))
+        workflow = BpmnWorkflow(loaded.model.spec, loaded.model.subprocess_specs)
+        recorder = self._attach_engine(workflow)
+        workflow.task_tree.data.update(data)
+        self._run_engine(workflow, lambda: None)
+        self._apply_effects(s, case, recorder, actor.id, now)
+        self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
+        self._sync(s, case, workflow, loaded, now, actor.id)
+        for key, value in self._summary(workflow, now).items():
+            setattr(case, key, value)
+        self._end_event_audit(s, case, workflow, now)
+        s.flush()
+        return case
+
+    def open_campaign_cases(self, s: Session, actor: Actor, process_key: str, campaign_id: int,
+                            projects: list[Project], data_for) -> list[Case]:
+        """Open one case per project for a campaign, in the caller's transaction: a campaign
+        starts whole or not at all. The per-process start guard is the campaign's own check."""
+        version = queries.latest_version(s, process_key)
+        if version is None:
+            raise NotFound(f"no process '{process_key}' is deployed")
+        loaded = self.specs.get(version.id)
+        now = self.clock.now()
+        return [self._open_case(s, actor, version, loaded, project, dict(data_for(project)), now, campaign_id)
+                for project in projects]
+
+    # ---- messages ------------------------------------------------------------------------
+
+    def _catch(self, workflow: BpmnWorkflow, name: str, payload: dict) -> bool:
+        """Hand a message to a workflow that waits for it; False if it does not wait for it."""
+        from SpiffWorkflow.bpmn.util.event import BpmnEvent
+        from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
+        waiting = [e for e in workflow.waiting_events()
+                   if e.name == name and "Message" in (e.event_type or "")]
+        if not waiting:
+            return False
+        self._run_engine(workflow, lambda: workflow.catch(BpmnEvent(MessageEventDefinition(name), payload)))
+        return True
+
+    def _deliver_standing_messages(self, s: Session, case: Case, workflow: BpmnWorkflow,
+                                   recorder: EffectRecorder, actor_id, now: datetime) -> None:
+        """A case that reaches a message event after the message was sent (a unit submitting its
+        self-assessment after the spot-check draw) receives it at once."""
+        for name, payload in links.standing_messages(s, case):
+            if self._catch(workflow, name, payload):
+                self._audit(s, case.id, None, "message", now, data={"message": name, **_jsonable(payload)})
+                self._apply_effects(s, case, recorder, actor_id, now)
+
+    def deliver(self, s: Session, case_id: int, name: str, payload: dict, actor_id: int | None) -> bool:
+        """Send a message to one case in the caller's transaction; False if it does not wait for
+        it now (it gets it on arrival through the standing messages)."""
+        now = self.clock.now()
+        case = queries.get_for_update(s, Case, case_id)
+        if case is None or case.status != "running":
+            return False
+        expected_version = case.lock_version
+        loaded = self.specs.get(case.process_version_id)
+        workflow = load_state(case.state, loaded.model.spec, loaded.model.subprocess_specs)
+        recorder = self._attach_engine(workflow)
+        if not self._catch(workflow, name, payload):
+            return False
+        self._audit(s, case.id, actor_id, "message", now, data={"message": name, **_jsonable(payload)})
+        self._apply_effects(s, case, recorder, actor_id, now)
+        self._sync(s, case, workflow, loaded, now, actor_id)
+        summary = self._summary(workflow, now)
+        if not queries.save_case_state(s, case.id, expected_version, **summary):
+            raise Conflict(f"case {case.id} was changed by someone else meanwhile; try again")
+        self._end_event_audit(s, case, workflow, now)
+        s.expire(case)
+        return True
 
     # ---- tasks ---------------------------------------------------------------------------
 
@@ -312,6 +380,7 @@ class CaseService:
                 raise Conflict("this task was completed by someone else a moment ago; reload the case")
             self._audit(s, case.id, actor.id, "completed", now, task=task, data=_jsonable(data))
             self._apply_effects(s, case, recorder, actor.id, now)
+            self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
             created = self._sync(s, case, workflow, loaded, now, actor.id)
             summary = self._summary(workflow, now)
             if not queries.save_case_state(s, case.id, expected_version, **summary):

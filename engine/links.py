@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from . import ex_ante, goals, key_evaluation, monitoring, rectification, spot_check
+from . import campaigns, ex_ante, goals, key_evaluation, monitoring, rectification, spot_check
 
-MODULES = (goals, ex_ante, rectification, monitoring, spot_check, key_evaluation)
+MODULES = (goals, ex_ante, rectification, monitoring, spot_check, key_evaluation, campaigns)
 
 
 def _merged(attribute: str) -> dict:
@@ -46,3 +46,8 @@ def calculations(context: CalculationContext) -> dict[str, Callable]:
         if make is not None:
             functions.update(make(context))
     return functions
+
+
+def standing_messages(s, case) -> list[tuple[str, dict]]:
+    """Messages already sent that a case receives whenever it comes to wait for them."""
+    return campaigns.standing_messages(s, case)

@@ -93,6 +93,8 @@ class Flow:
         assert task["step"] == step, f"expected {step}, case is at {task['step']}"
         if data is None:
             data = sample_goals(PROJECTS[code][3]) if step == "compile_goals" else approval_for(step)
+            if step == "compile_goals" and self.case(case_id)["data"].get("adjustment"):
+                data["adjustment_reason"] = "In-year change."     # an adjustment needs its reason
         return self.complete(self.user_for(code, step), task["id"], data)
 
     def walk(self, case_id: int, code: str, steps: list[str]):
@@ -683,7 +685,7 @@ def test_a_second_approval_adds_version_2_and_keeps_version_1(flow):
     changed = sample_goals(PROJECTS[code][3])
     changed["annual_goal"] = "In-year change: 30 classrooms instead of 40."
     changed["indicators"] = copy.deepcopy(changed["indicators"][:2])
-    flow.act(second, code, "compile_goals", changed)
+    flow.act(second, code, "compile_goals", {**changed, "adjustment_reason": "Funds cut by the county."})
     flow.walk(second, code, KEY_CHAIN[1:])
 
     project = flow.project(code)

@@ -967,7 +967,7 @@ def test_times_show_in_the_bureaus_time_zone(demo_core, flow, tmp_path):
                      perfbudget=demo_core)
     assert app.config["DISPLAY_TIMEZONE"] == "Asia/Shanghai"
     case_id = flow.start("EDU-2027-001")
-    from tests.conftest import PageSession
+    from conftest import PageSession
     tree = doc(PageSession(app, "school_unit").get(f"/cases/{case_id}"))
     # The case started at 09:30 UTC: 17:30 in Beijing.
     assert "started 2027-03-01 17:30" in words(one(tree, "//p[span[@data-testid='case-status']]"))

@@ -80,7 +80,8 @@ def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = 
     app.extensions["perfbudget"] = core
 
     csrf.init_app(app)
-    from . import admin, api, auth, errors, pages, templating
+    # project_import and campaigns add their JSON routes to api.bp before it is registered
+    from . import admin, api, auth, campaigns, errors, pages, project_import, templating
     templating.init_app(app)
     auth.init_app(app)
     from . import security
@@ -88,6 +89,8 @@ def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = 
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(project_import.bp)
+    app.register_blueprint(campaigns.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)   # the API authenticates with bearer tokens, never cookies
     errors.init_app(app)

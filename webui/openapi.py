@@ -13,6 +13,7 @@ from engine.goals import GOAL_FIELDS
 from engine.roles import ROLES
 
 JSON = "application/json"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # Times are naive UTC in ISO 8601 (datetime.isoformat()): no offset, microseconds when non-zero.
 _TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
@@ -152,6 +153,21 @@ def _schemas(case_statuses: tuple[str, ...]) -> dict:
     goals = _object(goal_props, "The performance goals in the case data so far (only the fields present).",
                     required=[])
 
+    goal_change = _object({
+        "kind": {"type": "string", "enum": ["field", "indicator_changed", "indicator_added", "indicator_removed"],
+                 "description": "A narrative field changed, or an indicator (matched by name) changed, "
+                                "was added or was removed."},
+        "label": _string("Title of the field, or name of the indicator."),
+        "old": _string("The field's text before, or the indicator's target and weight before "
+                       "(empty when added)."),
+        "new": _string("The same after (empty when removed)."),
+        "details": {"type": "array", "description": "For a changed indicator: each aspect that changed "
+                                                    "(category, target, weight, core, evaluation standard, note).",
+                    "items": _object({"label": _string("The aspect."), "old": _string("Before."),
+                                      "new": _string("After.")})},
+        "text": _string("The change in one line, for people."),
+    }, "One change between two versions of a project's performance goals.")
+
     opinion = _object({
         "at": _timestamp("When the opinion was given."),
         "step": _string("Name of the review step.", nullable=True),
@@ -192,6 +208,13 @@ def _schemas(case_statuses: tuple[str, ...]) -> dict:
             "goals": _ref("Goals"),
             "opinions": {"type": "array", "items": _ref("Opinion"),
                          "description": "Review opinions given so far, oldest first."},
+            "adjustment": {"anyOf": [_object({
+                "base_version": _integer("The approved goals version the case changes.", minimum=1),
+                "reason": _string("The unit's reason for the change (null until given).", nullable=True),
+                "changes": {"type": "array", "items": _ref("GoalChange"),
+                            "description": "The goals in the case against that version."},
+            }), {"type": "null"}], "description": "In an in-year adjustment of approved goals: what it "
+                                                  "changes and why; null otherwise."},
         }, "What a reviewer needs to see beside the form."),
         "case": _ref("Case"),
     }
@@ -264,7 +287,20 @@ def _schemas(case_statuses: tuple[str, ...]) -> dict:
                                "description": "Conclusion of the project's latest ex-ante evaluation."},
             "needs_ex_ante": _boolean("New or key: its goals may be reviewed only after a 'support' "
                                       "ex-ante evaluation."),
+            "goal_history": {"type": "array", "items": _ref("GoalVersion"),
+                             "description": "The approved versions of the project's performance goals, oldest "
+                                            "first; the last is in force."},
         }, "A budget project."),
+        "GoalVersion": _object({
+            "version": _integer("Version number, from 1.", minimum=1),
+            "kind": {"type": "string", "enum": ["initial", "adjustment"],
+                     "description": "The first approved goals, or an in-year adjustment of them."},
+            "reason": _string("Why the goals were adjusted; null for the initial version.", nullable=True),
+            "approved_at": _timestamp("When the version was approved."),
+            "approved_by": _string("Username of who gave the final approval.", nullable=True),
+            "case_id": _integer("The goal-review case that approved it."),
+        }, "One approved version of a project's performance goals."),
+        "GoalChange": goal_change,
         "ProjectRef": project_ref,
         "ProjectFacts": project_facts,
         "Goals": goals,
@@ -294,10 +330,103 @@ def _schemas(case_statuses: tuple[str, ...]) -> dict:
                      "description": "The form data; it must satisfy the task's form schema (see "
                                     "GET /tasks/{task_id}). Keys starting with '_' are refused."},
         }, required=[]),
+        "ProjectImport": _object({
+            "imported": _integer("How many projects were created.", minimum=1),
+            "codes": {"type": "array", "items": {"type": "string"}, "description": "Their codes, in file order."},
+        }, "A file imported whole."),
+        "ImportRejected": _object({
+            "error": _string("Why the file was refused; nothing was imported."),
+            "details": {"type": "object", "description": "Always empty: the problems are in rows."},
+            "rows": {"type": "array", "description": "One entry per problem, by row then column (at most 500); "
+                                                     "empty for a problem of the whole file.",
+                     "items": _object({
+                         "row": _integer("Row number in the sheet, as Excel shows it (1 is the header row).",
+                                         minimum=1),
+                         "column": _string("Header of the column concerned."),
+                         "message": _string("What is wrong, for people."),
+                     })},
+        }, "A refused project import: an Error with the problems found, row by row."),
         "TaskList": _list_of("Task", "tasks"),
         "CaseList": _list_of("Case", "cases"),
         "ProjectList": _list_of("Project", "projects"),
         "ProcessList": _list_of("Process", "processes"),
+        **_campaign_schemas(),
+    }
+
+
+def _campaign_schemas() -> dict:
+    from engine.campaigns import KINDS
+    number = {"type": ["number", "null"]}
+    summary = {
+        "id": _integer("Campaign id."),
+        "kind": _string("monitoring or self_assessment.", enum=list(KINDS)),
+        "kind_name": _string("Display name of the kind."),
+        "process": _string("Key of the process each project's case runs."),
+        "year": _integer("Budget year."),
+        "title": _string("Title."),
+        "cutoff_date": _string("Monitoring cut-off date (YYYY-MM-DD); null for self-assessment.", nullable=True,
+                               format="date"),
+        "status": _string("open or closed.", enum=["open", "closed"]),
+        "started_at": _string("When it was launched (naive UTC, seconds)."),
+        "started_by": _string("Who launched it.", nullable=True),
+        "draw": {"anyOf": [_object({
+            "ratio": {"type": "number", "description": "Share of departments drawn."},
+            "seed": _string("Seed of the random draw."),
+            "population": {"type": "array", "items": {"type": "string"},
+                           "description": "The departments drawn from, sorted."},
+            "sampled": {"type": "array", "items": {"type": "string"}, "description": "The departments drawn."},
+            "drawn_at": _string("When (naive UTC, seconds)."),
+        }, "The spot-check draw: repeat it with engine.rules.sampling.draw(population, ratio, seed)."),
+            {"type": "null"}], "description": "The spot-check draw, once made (self-assessment only)."},
+    }
+    row = _object({
+        "case_id": _integer("The project's case."),
+        "status": _string("Case status."),
+        "current_steps": _string("Where the case stands."),
+        "project": _object({"id": _integer("Project id."), "code": _string("Code."), "name": _string("Name."),
+                            "is_key": _boolean("Key project.")}, required=["id", "code", "name", "is_key"]),
+        "unit": _string("Budget unit."),
+        "department": _string("Competent department."),
+        "light": _string("Monitoring: the project's warning light.", nullable=True),
+        "key_monitoring": {"type": ["boolean", "null"], "description": "Monitoring: selected for key monitoring."},
+        "outcome": _string("Monitoring: finance's outcome.", nullable=True),
+        "execution_rate": {**number, "description": "Monitoring: budget execution rate (0-1)."},
+        "reduced_amount": _string("Monitoring: funds reduced, in yuan.", nullable=True),
+        "score": {**number, "description": "Self-assessment: the unit's score."},
+        "grade": _string("Self-assessment: grade of the unit's score.", nullable=True),
+        "sampled": {"type": ["boolean", "null"], "description": "Self-assessment: its department was drawn."},
+        "review_score": {**number, "description": "Self-assessment: finance's review score."},
+        "gap_flag": {"type": ["boolean", "null"], "description": "Self-assessment: scores differ by the flagged gap."},
+    }, "One project's case in a campaign (the fields of the campaign's kind).",
+        required=["case_id", "status", "current_steps", "project", "unit", "department"])
+    return {
+        "Campaign": _object(summary, "A monitoring or self-assessment campaign.", required=list(summary)),
+        "CampaignDetail": _object({
+            **summary, "cases": {"type": "array", "items": _ref("CampaignCase"),
+                                 "description": "The cases the caller may see, one per project."},
+            "counts": _object({"cases": _integer("Cases shown."), "running": _integer("Running."),
+                               "completed": _integer("Completed.")}, required=["cases", "running", "completed"]),
+        }, "A campaign with its cases.", required=[*summary, "cases", "counts"]),
+        "CampaignCase": row,
+        "CampaignList": _object({
+            "items": {"type": "array", "items": _ref("Campaign"), "description": "Campaigns, newest year first."},
+            "total": _integer("How many.", minimum=0)}, "Campaigns."),
+        "LaunchCampaign": _object({
+            "kind": _string("monitoring or self_assessment.", enum=list(KINDS)),
+            "year": _integer("Budget year; cases open for its projects with approved goals.", minimum=2000,
+                             maximum=2100),
+            "cutoff_date": _string("Monitoring cut-off date in that year (default: the "
+                                   "monitoring.campaign_month_day setting, 30 September).", format="date"),
+            "key_projects": {"type": "array", "items": {"type": "string"},
+                             "description": "Monitoring: codes of the projects finance monitors itself "
+                                            "(default: every key project)."},
+            "title": _string("Title (default from kind, year and cut-off)."),
+        }, required=["kind", "year"]),
+        "DrawSample": _object({
+            "ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                      "description": "Share of departments to draw (default: the spot_check.sample_ratio setting)."},
+            "seed": _string("Seed (default: a random one); recorded either way.", minLength=1, maxLength=64),
+        }, required=[]),
     }
 
 
@@ -311,6 +440,7 @@ def _parameters(max_page: int, case_statuses: tuple[str, ...]) -> dict:
 
     return {
         "CaseId": path("case_id", "Case id."),
+        "CampaignId": path("campaign_id", "Campaign id."),
         "TaskId": path("task_id", "Task id."),
         "Limit": query("limit", {"type": "integer", "minimum": 1, "maximum": max_page, "default": 50},
                        "Page size."),
@@ -496,6 +626,96 @@ def _paths() -> dict:
                 "422": _error("A script or condition of the diagram failed; nothing was saved."),
             },
         }},
+        "/projects/import": {"post": {
+            "operationId": "importProjects", "tags": ["projects"],
+            "summary": "Import projects from an .xlsx declaration table laid out like the template. All or "
+                       "nothing: every row is checked, and a file with any problem imports no project. Only "
+                       "the budget section, the performance section and administrators may import.",
+            "requestBody": {"required": True, "description": "The workbook (at most 5 MB and 5,000 projects).",
+                            "content": {"multipart/form-data": {"schema": {
+                                "type": "object", "required": ["file"],
+                                "properties": {"file": {"type": "string", "contentMediaType": XLSX,
+                                                        "description": "The .xlsx file."}}}}}},
+            "responses": {
+                "200": _ok("Every project of the file was created.", "ProjectImport"),
+                "400": {"description": "The file was refused and nothing was imported: no file, not an .xlsx, "
+                                       "too large, too many rows, no rows, headers unlike the template, or "
+                                       "rows with problems (listed in rows).",
+                        "content": {JSON: {"schema": _ref("ImportRejected")}}},
+                "401": UNAUTHORIZED,
+                "403": _error("The caller may not import projects."),
+                "409": _error("Someone created one of the file's projects at the same time; nothing was "
+                              "imported."),
+                "413": TOO_LARGE,
+            },
+        }},
+        "/projects/import/template.xlsx": {"get": {
+            "operationId": "getProjectImportTemplate", "tags": ["projects"],
+            "summary": "The import template: the columns with a row of hints, and a sheet listing the "
+                       "organisations to choose from.",
+            "responses": {
+                "200": {"description": "The template workbook.",
+                        "content": {XLSX: {"schema": {"type": "string", "contentMediaType": XLSX}}}},
+                "401": UNAUTHORIZED,
+            },
+        }},
+        "/campaigns": {
+            "get": {
+                "operationId": "listCampaigns", "tags": ["campaigns"], "summary": "Campaigns, newest year first.",
+                "parameters": [_param("Year")],
+                "responses": {"200": _ok("The campaigns.", "CampaignList"), "400": _error("A bad year."),
+                              "401": UNAUTHORIZED},
+            },
+            "post": {
+                "operationId": "launchCampaign", "tags": ["campaigns"],
+                "summary": "Launch a monitoring or self-assessment campaign: one case per project of the year "
+                           "with approved goals, opened at once. Performance section or administrator only.",
+                "requestBody": _body("LaunchCampaign", "What to launch."),
+                "responses": {
+                    "201": _ok("Launched, with its cases.", "CampaignDetail"),
+                    "400": _error(bad_body + " Or the year, the cut-off date or a selected project is not valid."),
+                    "401": UNAUTHORIZED,
+                    "403": _error("Only the performance section runs campaigns."),
+                    "409": _error("A campaign of this kind and year (and cut-off date) is open already, or no "
+                                  "project of the year has approved goals."),
+                    "413": TOO_LARGE,
+                },
+            },
+        },
+        "/campaigns/{campaign_id}": {"get": {
+            "operationId": "getCampaign", "tags": ["campaigns"], "summary": "A campaign and its cases.",
+            "parameters": [_param("CampaignId")],
+            "responses": {"200": _ok("The campaign.", "CampaignDetail"), "401": UNAUTHORIZED,
+                          "404": _error("No such campaign.")},
+        }},
+        "/campaigns/{campaign_id}/draw": {"post": {
+            "operationId": "drawSpotCheck", "tags": ["campaigns"],
+            "summary": "Draw the departments whose self-assessments finance reviews, record the draw, and "
+                       "tell every case of the campaign. Once per campaign.",
+            "parameters": [_param("CampaignId")],
+            "requestBody": {"required": False, "description": "Ratio and seed, both optional.",
+                            "content": {JSON: {"schema": _ref("DrawSample")}}},
+            "responses": {
+                "200": _ok("Drawn.", "CampaignDetail"),
+                "400": _error("A bad ratio or seed, or not a self-assessment campaign."),
+                "401": UNAUTHORIZED,
+                "403": _error("Only the performance section draws."),
+                "404": _error("No such campaign."),
+                "409": _error("Drawn already (a draw is never repeated), or the campaign is closed."),
+            },
+        }},
+        "/campaigns/{campaign_id}/close": {"post": {
+            "operationId": "closeCampaign", "tags": ["campaigns"],
+            "summary": "Close a campaign whose cases have all finished.",
+            "parameters": [_param("CampaignId")],
+            "responses": {
+                "200": _ok("Closed (or closed already).", "CampaignDetail"),
+                "401": UNAUTHORIZED,
+                "403": _error("Only the performance section closes campaigns."),
+                "404": _error("No such campaign."),
+                "409": _error("Some of its cases are still running."),
+            },
+        }},
         "/openapi.json": {"get": {
             "operationId": "getOpenApi", "tags": ["meta"], "summary": "This document.",
             "security": [],
@@ -524,6 +744,8 @@ def _document() -> dict:
             {"name": "lookups", "description": "Processes and projects."},
             {"name": "cases", "description": "Starting and reading cases."},
             {"name": "tasks", "description": "Inbox, claiming and completing tasks."},
+            {"name": "projects", "description": "Importing projects from a declaration table."},
+            {"name": "campaigns", "description": "Monitoring and self-assessment rounds, and the spot-check draw."},
             {"name": "meta", "description": "This document."},
         ],
         "paths": _paths(),

@@ -78,6 +78,8 @@ def option_label(prop: dict, value) -> str:
 
 def init_app(app) -> None:
     app.add_template_filter(format_datetime, "datetime")
+    from engine.instructions import money
+    app.add_template_filter(money, "money")
     app.add_template_global(schema_options)
     app.add_template_global(ordered_fields)
     app.add_template_global(kind)
