@@ -11,6 +11,7 @@ from .clock import Clock
 from .processes import ProcessService
 from .project_import import ProjectImportService
 from .queries import ReadService
+from .records import RecordService
 from .settings import SettingsService
 from .specs import SpecCache
 
@@ -26,6 +27,7 @@ class PerfBudget:
         self.campaigns = CampaignService(self.db, self.cases, self.clock, self.settings)
         self.accounts = AccountService(self.db, self.clock)
         self.reads = ReadService(self.db, self.specs, self.clock, self.settings)
+        self.records = RecordService(self.db, self.clock)
         self.project_import = ProjectImportService(self.db, self.clock, self.settings)
 
     def init_schema(self) -> None:

@@ -414,7 +414,9 @@ class KeyEvaluation(Base):
     report: Mapped[str] = mapped_column(Text, default="")
     evidence: Mapped[list | None] = mapped_column(JSON)
     feedback: Mapped[str] = mapped_column(Text, default="")
-    # priority | keep | reduce | cancel
+    # priority | keep | reduce | cancel: what the grade proposed (by the setting in force then),
+    # and what was applied; result_note gives the reason when they differ.
+    proposed_result: Mapped[str | None] = mapped_column(String(20))
     result: Mapped[str | None] = mapped_column(String(20))
     result_note: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime] = mapped_column(DateTime)

@@ -81,7 +81,7 @@ def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = 
 
     csrf.init_app(app)
     # project_import and campaigns add their JSON routes to api.bp before it is registered
-    from . import admin, api, auth, campaigns, errors, pages, project_import, templating
+    from . import admin, api, auth, campaigns, errors, pages, project_import, records, templating
     templating.init_app(app)
     auth.init_app(app)
     from . import security
@@ -91,6 +91,7 @@ def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = 
     app.register_blueprint(admin.bp)
     app.register_blueprint(project_import.bp)
     app.register_blueprint(campaigns.bp)
+    app.register_blueprint(records.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)   # the API authenticates with bearer tokens, never cookies
     errors.init_app(app)

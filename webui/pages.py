@@ -119,7 +119,9 @@ def project(project_id: int):
     actor = current_actor()
     detail = core().reads.project(actor, project_id)
     items, _ = core().reads.cases(actor, project_id=project_id, limit=PAGE_SIZE)
-    return render_template("project.html", project=detail, cases=items)
+    # reads.project refused the actor if the project is not theirs to see.
+    return render_template("project.html", project=detail, cases=items,
+                           record=core().records.project_record(project_id))
 
 
 @bp.route("/start", methods=["GET", "POST"])

@@ -50,6 +50,7 @@ def upgrade() -> None:
     sa.Column('report', sa.Text(), nullable=False),
     sa.Column('evidence', sa.JSON(), nullable=True),
     sa.Column('feedback', sa.Text(), nullable=False),
+    sa.Column('proposed_result', sa.String(length=20), nullable=True),
     sa.Column('result', sa.String(length=20), nullable=True),
     sa.Column('result_note', sa.Text(), nullable=False),
     sa.Column('started_at', sa.DateTime(), nullable=False),
