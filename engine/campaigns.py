@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from storage import campaign_queries
 from storage.db import Database
-from storage.models import Campaign, Case, Project
+from storage.models import Campaign, Case, MonitoringRecord, Project
 
 from .access import Actor
 from .clock import Clock
@@ -136,7 +136,15 @@ class CampaignService:
                     data["key_monitoring"] = (project.code in selected) if selected else bool(project.is_key)
                 return data
 
-            self.cases.open_campaign_cases(s, actor, KINDS[kind]["process"], campaign.id, projects, data_for)
+            opened = self.cases.open_campaign_cases(s, actor, KINDS[kind]["process"], campaign.id, projects,
+                                                    data_for)
+            if kind == "monitoring":
+                # The overview shows who is under finance's key monitoring before any report.
+                for case, project in zip(opened, projects):
+                    s.add(MonitoringRecord(case_id=case.id, project_id=project.id, campaign_id=campaign.id,
+                                           cutoff_date=cutoff_date, budget=project.amount,
+                                           key_monitoring=data_for(project)["key_monitoring"],
+                                           measures="", explanation="", findings=""))
             from .cases import _jsonable  # the audit row records what was launched
             from storage.models import AuditEvent
             s.add(AuditEvent(case_id=None, at=now, actor_id=actor.id, action="campaign_launched",

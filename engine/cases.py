@@ -201,7 +201,8 @@ class CaseService:
         if workflow.is_completed():
             end = workflow.last_task
             name = None
-            for task in workflow.get_tasks(state=TaskState.COMPLETED):
+            # The case's own end event, not one of a called process (a rectification's "Rectified").
+            for task in workflow.get_tasks(state=TaskState.COMPLETED, skip_subprocesses=True):
                 if type(task.task_spec).__name__ == "EndEvent" and task.task_spec.bpmn_name:
                     name = task.task_spec.bpmn_name
             self._audit(s, case.id, None, "finished", now, data={"end": name or (end.task_spec.bpmn_name if end else None)})

@@ -46,6 +46,9 @@ def test_monitoring_campaign_opens_one_case_per_budget_project(demo_core, approv
     assert {code: d["key_monitoring"] for code, d in data.items()} == {
         "EDU-2027-001": True, "EDU-2027-002": False, "AGR-2027-001": False}
     assert all(d["campaign"]["id"] == campaign["id"] for d in data.values())
+    # The overview shows the selection before any unit has reported.
+    assert {row["project"]["code"]: (row["key_monitoring"], row["light"]) for row in campaign["cases"]} == {
+        "EDU-2027-001": (True, None), "EDU-2027-002": (False, None), "AGR-2027-001": (False, None)}
     # Each unit's self-monitoring task is in that unit's inbox only.
     school = {t["case_id"] for t in api("school_unit").get("/api/v1/tasks").get_json()["items"]}
     farm = {t["case_id"] for t in api("farm_unit").get("/api/v1/tasks").get_json()["items"]}
