@@ -183,6 +183,11 @@ class CaseService:
 
     def _summary(self, workflow: BpmnWorkflow, now: datetime) -> dict:
         ready = workflow.get_tasks(state=TaskState.READY, manual=True)
+        if not ready:
+            # Nobody's turn: the case waits for an event (the spot-check draw, a timer); say which.
+            ready = [t for t in workflow.get_tasks(state=TaskState.WAITING)
+                     if type(t.task_spec).__name__ in ("IntermediateCatchEvent", "ReceiveTask")
+                     and t.task_spec.bpmn_name]
         steps = ", ".join(dict.fromkeys(t.task_spec.bpmn_name or t.task_spec.name for t in ready))
         done = workflow.is_completed()
         return {"status": "completed" if done else "running", "current_steps": steps[:500],

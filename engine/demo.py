@@ -161,8 +161,11 @@ def load(app, cases: bool = True) -> list[tuple[str, str, str]]:
                                            conclusion="support", summary=EARLIER_EVALUATION["summary"],
                                            evaluated_at=datetime(2026, 9, 15, 2, 0)))
                 created_projects.append(code)
-    for code in created_projects if cases else ():
+    for code in CASE_SCRIPTS if cases else ():
         _walk_case(app, code)
+    if cases:
+        from . import demo_links
+        demo_links.load(app)
     return [(u, r, o) for u, _d, r, o in USERS]
 
 
@@ -178,6 +181,8 @@ def _walk_case(app, code: str) -> None:
         return
     with app.db.reading() as s:
         project = queries.project_by_code(s, code)
+        if project is None or queries.cases_of_project(s, project.id):
+            return          # not a demo project, or its demo case exists already
         unit_user = "school_unit" if project.unit.code == "school" else "farm_unit"
     case = app.cases.start(_actor(app, unit_user), PROCESS_OF.get(code, "goal_review"), project.id)
     for step in steps:

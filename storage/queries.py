@@ -19,6 +19,10 @@ def latest_version(s: Session, key: str) -> ProcessVersion | None:
                      .order_by(ProcessVersion.version.desc()).limit(1)).first()
 
 
+def cases_of_project(s: Session, project_id: int) -> list[int]:
+    return list(s.scalars(select(Case.id).where(Case.project_id == project_id).order_by(Case.id)))
+
+
 def latest_version_providing(s: Session, process_id: str) -> ProcessVersion | None:
     """The newest version of the model whose primary process is `process_id`."""
     return s.scalars(select(ProcessVersion).where(ProcessVersion.primary_process_id == process_id)
