@@ -8,7 +8,7 @@ from flask import Blueprint, flash, g, jsonify, redirect, render_template, reque
 from flask_login import login_required
 
 from engine.campaigns import KINDS
-from engine.errors import Conflict, InvalidData
+from engine.errors import Conflict, InvalidData, PermissionDenied
 
 from . import api
 from .api import _body, _int_arg, token_required
@@ -35,7 +35,14 @@ def _date(raw, field: str) -> date | None:
         raise InvalidData(f"'{field}' is not a date", {field: "A date as YYYY-MM-DD."}) from None
 
 
+def _may_run(actor) -> None:
+    # Permission before validation: whoever may not run campaigns learns nothing about the input.
+    if not core().campaigns.may_run(actor):
+        raise PermissionDenied("only the performance management section runs campaigns")
+
+
 def _launch(actor, body: dict):
+    _may_run(actor)
     kind = body.get("kind")
     if kind not in KINDS:
         raise InvalidData("unknown campaign kind", {"kind": f"One of {', '.join(KINDS)}."})
@@ -50,6 +57,7 @@ def _launch(actor, body: dict):
 
 
 def _draw(actor, campaign_id: int, body: dict):
+    _may_run(actor)
     ratio = body.get("ratio")
     if ratio in ("", None):
         ratio = None
