@@ -15,7 +15,8 @@ from engine.effects import EffectRecorder
 from engine.errors import WorkflowError
 from engine.processes import PROCESSES_DIR
 from engine.scripting import (
-    BASE_GLOBALS, SAFE_BUILTINS, RestrictedEnvironment, ScriptRefused, check_expression, check_script,
+    BASE_GLOBALS, SAFE_BUILTINS, RestrictedEnvironment, ScriptLimitExceeded, ScriptRefused, check_expression,
+    check_script,
     script_engine,
 )
 from storage.models import Case
@@ -280,3 +281,52 @@ def test_timedelta_and_date_helpers_are_available_in_scripts():
     RestrictedEnvironment().execute("end = start + timedelta(days=364)", data)
     assert data == {"start": date(2027, 1, 1), "end": date(2027, 12, 31)}
     assert isinstance(BASE_GLOBALS["timedelta"](days=1), timedelta)
+
+
+# ---- time, step and size limits ------------------------------------------------------------
+
+@pytest.mark.parametrize("script, message", [
+    pytest.param("while True:\n    count = 1", "steps", id="endless-loop"),
+    pytest.param("for i in range(900000):\n    count = i", "steps", id="long-loop"),
+    pytest.param("def f(n):\n    return f(n + 1) if n < 10 ** 9 else n\nx = f(0)", None, id="deep-recursion"),
+    pytest.param("x = 'a' * (10 ** 8)", "sequence", id="huge-string"),
+    pytest.param("x = [0] * 10 ** 7", "sequence", id="huge-list"),
+    pytest.param("x = 'ab'\nx *= 10 ** 8", "sequence", id="huge-inplace"),
+    pytest.param("x = 2 ** 10 ** 6", "exponent", id="huge-power"),
+    pytest.param("x = 1 << 10 ** 7", "shift", id="huge-shift"),
+    pytest.param("x = sum(range(10 ** 12))", "range", id="huge-range"),
+    pytest.param("x = len(list(range(10 ** 9)))", "range", id="huge-range-list"),
+])
+def test_runaway_scripts_are_stopped_by_a_limit(script, message):
+    data = {"count": 0}
+    with pytest.raises((ScriptLimitExceeded, RecursionError)) as err:
+        RestrictedEnvironment().execute(script, data)
+    if message:
+        assert message in str(err.value)
+    assert data == {"count": 0}
+    # The limits end with the script: ordinary code runs again at full speed.
+    after = {"count": 1}
+    RestrictedEnvironment().execute("count = sum(range(1000)) + len('ab' * 3) + 2 ** 10", after)
+    assert after == {"count": 499500 + 6 + 1024}
+
+
+@pytest.mark.parametrize("expression", ["'x' * 10 ** 9 == ''", "2 ** 10 ** 7 > 1", "sum(range(10 ** 10)) > 0",
+                                        "[i for i in range(1000000) for j in range(1000000)]"])
+def test_runaway_conditions_are_stopped_by_a_limit(expression):
+    with pytest.raises(ScriptLimitExceeded):
+        RestrictedEnvironment().evaluate(expression, {"decision": "approve"})
+
+
+def test_a_runaway_script_in_a_case_is_a_clear_422_and_saves_nothing(demo_core, actor, project_id):
+    demo_core.processes.deploy(_variant_with(
+        b"returned_from = 'competent_check' if decision == 'return' else None",
+        b"returned_from = None\nwhile True:\n    returned_from = None"))
+    unit, bureau, supervisor = actor("school_unit"), actor("edu_bureau"), actor("supervisor")
+    case = demo_core.cases.start(unit, "goal_review", project_id("EDU-2027-001"))
+    task = demo_core.reads.case(supervisor, case.id)["tasks"][0]
+    demo_core.cases.complete(unit, task["id"], sample_goals("Campus safety upgrade"))
+    before = demo_core.reads.case(supervisor, case.id)
+    with pytest.raises(WorkflowError) as err:
+        demo_core.cases.complete(bureau, before["tasks"][0]["id"], {"decision": "approve"})
+    assert err.value.status == 422 and "stopped" in err.value.message
+    assert demo_core.reads.case(supervisor, case.id) == before
