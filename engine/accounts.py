@@ -88,9 +88,15 @@ class AccountService:
             return actor_of(user, queries.grants_of(s, user.id)) if user else None
 
     def ensure_user(self, username: str, display_name: str | None = None, password: str | None = None, *,
-                    enforce_policy: bool = True) -> User:
+                    enforce_policy: bool = True, email: str | None = None) -> User:
         """Create the user if missing; set the password when one is given. A new password must
-        pass the password policy unless enforce_policy is False (the demo data only)."""
+        pass the password policy unless enforce_policy is False (the demo data only). An e-mail
+        address given is set ('' removes it): notifications are mailed there."""
+        if email is not None:
+            email = email.strip()
+            if email and (len(email) > 254 or email.count("@") != 1 or any(c.isspace() for c in email)
+                          or not all(email.split("@"))):
+                raise InvalidData(f"not an e-mail address: {email!r}", {"email": "Not an e-mail address."})
         if not username or len(username) > 80:
             raise InvalidData("a username of 1 to 80 characters is required")
         if password and enforce_policy:
@@ -105,13 +111,15 @@ class AccountService:
                     raise InvalidData(f"user {username} does not exist; give a password to create it")
                 user = User(username=username, display_name=display_name or username,
                             password_hash=generate_password_hash(password), active=True,
-                            created_at=self.clock.now())
+                            created_at=self.clock.now(), email=email or None)
                 s.add(user)
             else:
                 if display_name:
                     user.display_name = display_name
                 if password:
                     user.password_hash = generate_password_hash(password)
+                if email is not None:
+                    user.email = email or None
             s.flush()
             return user
 

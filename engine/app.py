@@ -5,9 +5,11 @@ from storage.db import Database
 from storage.schema import upgrade
 
 from .accounts import AccountService
+from .attachments import AttachmentService
 from .campaigns import CampaignService
 from .cases import CaseService
 from .clock import Clock
+from .notifications import EmailOutbox, NotificationService
 from .processes import ProcessService
 from .project_import import ProjectImportService
 from .queries import ReadService
@@ -24,10 +26,13 @@ class PerfBudget:
         self.processes = ProcessService(self.db, self.specs, self.clock)
         self.settings = SettingsService(self.db, self.clock)
         self.cases = CaseService(self.db, self.specs, self.clock, self.settings)
+        self.attachments = AttachmentService(self.db, self.clock, self.cases)
         self.campaigns = CampaignService(self.db, self.cases, self.clock, self.settings)
         self.accounts = AccountService(self.db, self.clock)
         self.reads = ReadService(self.db, self.specs, self.clock, self.settings)
         self.records = RecordService(self.db, self.clock)
+        self.notifications = NotificationService(self.db, self.clock)
+        self.email = EmailOutbox(self.db, self.clock)
         self.project_import = ProjectImportService(self.db, self.clock, self.settings)
 
     def init_schema(self) -> None:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage import campaign_queries
+from storage import campaign_queries, queries
 from storage.db import Database
 from storage.models import Campaign, Case, MonitoringRecord, Project
 
@@ -33,6 +33,8 @@ PROCESS_KINDS = {spec["process"]: kind for kind, spec in KINDS.items()}
 DRAW_MESSAGE = "spot_check_draw"
 # Who runs campaigns: the performance section (the bureau's rules and spot checks), or an administrator.
 CAMPAIGN_ROLES = ("performance", "admin")
+# Who launches a scheduled campaign: no user; its rows and audit event carry no actor.
+SYSTEM = Actor(id=None, username="system", display_name="the system", grants=())
 
 
 def opened_by_campaign(s: Session, project: Project, settings: dict) -> None:
@@ -88,10 +90,14 @@ class CampaignService:
         self.settings = settings
 
     def launch(self, actor: Actor, kind: str, year: int, cutoff_date: date | None = None,
-               key_project_codes: list[str] | None = None, title: str | None = None) -> Campaign:
+               key_project_codes: list[str] | None = None, title: str | None = None,
+               scheduled: bool = False) -> Campaign | None:
         """Open the campaign and one case per project of the year whose goals are approved
-        (those are in the budget, with goals to measure against), in one transaction."""
-        _check_role(actor)
+        (those are in the budget, with goals to measure against), in one transaction.
+        `scheduled`: the system's own launch on the campaign date (actor SYSTEM), which does
+        nothing (None) if a campaign of that kind, year and cut-off date exists in any state."""
+        if not (scheduled and actor is SYSTEM):
+            _check_role(actor)
         if kind not in KINDS:
             raise InvalidData("unknown campaign kind", {"kind": f"One of {', '.join(KINDS)}."})
         if not isinstance(year, int) or isinstance(year, bool) or not 2000 <= year <= 2100:
@@ -105,6 +111,11 @@ class CampaignService:
             cutoff_date = None
         now = self.clock.now()
         with self.db.transaction() as s:
+            # Two launches of one kind and year (several timer workers, or a person and the
+            # scheduler) run one after the other, so the second sees the first's campaign.
+            queries.lock_keys(s, [f"campaign:{kind}:{year}"])
+            if scheduled and campaign_queries.campaign_at(s, kind, year, cutoff_date) is not None:
+                return None
             running = campaign_queries.open_campaign(s, kind, year, cutoff_date)
             if running is not None:
                 raise Conflict(f"a {KINDS[kind]['name'].lower()} campaign for {year} is already open "
@@ -149,11 +160,33 @@ class CampaignService:
             from storage.models import AuditEvent
             s.add(AuditEvent(case_id=None, at=now, actor_id=actor.id, action="campaign_launched",
                              data=_jsonable({**facts, "projects": sorted(codes),
-                                             "key_projects": sorted(selected)})))
+                                             "key_projects": sorted(selected),
+                                             **({"scheduled": True} if scheduled else {})})))
             s.flush()
             s.refresh(campaign)
             _ = campaign.started_by
             return campaign
+
+    def launch_scheduled(self) -> Campaign | None:
+        """The timer worker's daily duty: on or after this year's campaign date, launch the
+        monitoring campaign at that cut-off date unless it exists (once per year and date,
+        however many workers ask). The date is the UTC date of the clock."""
+        values = self.settings.values()
+        if not values.get("monitoring.campaign_auto_start", True):
+            return None
+        today = self.clock.now().date()
+        cutoff = self._default_cutoff(today.year)
+        if today < cutoff:
+            return None
+        with self.db.reading() as s:    # the common case, already launched: no write lock
+            if campaign_queries.campaign_at(s, "monitoring", today.year, cutoff) is not None:
+                return None
+            if not campaign_queries.budget_projects(s, today.year):
+                return None
+        try:
+            return self.launch(SYSTEM, "monitoring", today.year, cutoff, scheduled=True)
+        except Conflict:     # someone launched an open campaign of the year by hand meanwhile
+            return None
 
     def _default_cutoff(self, year: int) -> date:
         month_day = str(self.settings.values().get("monitoring.campaign_month_day") or "09-30")

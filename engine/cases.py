@@ -24,7 +24,7 @@ from storage import queries
 from storage.db import Database
 from storage.models import AuditEvent, Case, HumanTask, Project, User
 
-from . import links
+from . import attachments, links, notifications
 from .access import Actor
 from .clock import Clock
 from .effects import EffectRecorder
@@ -35,7 +35,7 @@ from .scripting import RestrictedEnvironment
 from .serializer import dump_state, load_state
 from .settings import SettingsService
 from .specs import LoadedVersion, SpecCache
-from .timers import next_due
+from .timers import boundary_timer_due, due_in, engine_clock, next_due, waiting_timers
 
 EFFECT_HANDLERS = links.EFFECT_HANDLERS
 START_GUARDS = links.START_GUARDS
@@ -85,16 +85,20 @@ def task_subject(task) -> str | None:
     return " ".join(str(value).split())[:120] if value not in (None, "") else None
 
 
-def task_due_at(task) -> datetime | None:
-    """The task's due date from the data field its `dueDateField` property names: the end of
-    that day (a rectification deadline is a date)."""
+def task_due_at(task, created: datetime | None = None) -> datetime | None:
+    """When the task is due, the earliest of: the end of the day the data field its
+    `dueDateField` property names (a rectification deadline is a date); its `dueIn` property,
+    an ISO duration ("P10D") from its creation; the fire time of a timer boundary event on it."""
     props = (getattr(task.task_spec, "extensions", None) or {}).get("properties", {})
     value = _field(task.data, props.get("dueDateField"))
     try:
         day = date.fromisoformat(str(value)[:10]) if value else None
     except ValueError:
-        return None
-    return datetime.combine(day, time(23, 59, 59)) if day else None
+        day = None
+    moments = [datetime.combine(day, time(23, 59, 59)) if day else None,
+               due_in(props.get("dueIn"), created) if created and props.get("dueIn") else None,
+               boundary_timer_due(task)]
+    return min((m for m in moments if m is not None), default=None)
 
 
 def _closed_message(task: HumanTask) -> str:
@@ -134,15 +138,17 @@ class CaseService:
 
     def _run_engine(self, workflow: BpmnWorkflow, action) -> None:
         try:
-            action()
-            workflow.do_engine_steps()
+            with engine_clock(self.clock):      # timers are entered and checked on the app's clock
+                action()
+                workflow.do_engine_steps()
         except SpiffWorkflowException as exc:
             # A domain calculation that refuses the submitted data (a shortfall without its
             # cause) raises InvalidData with per-field messages: report it as the form error it is.
             if isinstance(exc.__context__, InvalidData):
                 raise exc.__context__ from None
             raise WorkflowError(f"The process could not continue: {exc}",
-                                {"step": getattr(getattr(exc, "task_spec", None), "bpmn_name", None)}) from None
+                                {"step": getattr(getattr(exc, "task_spec", None), "bpmn_name", None)},
+                                refuses_input=isinstance(exc.__context__, ValueError)) from None
         except Exception as exc:  # a diagram's expression can fail in any way; never a 500
             raise WorkflowError(f"The process could not continue: {type(exc).__name__}: {exc}") from None
 
@@ -152,7 +158,7 @@ class CaseService:
         recorder.pending.clear()
 
     def _sync(self, s: Session, case: Case, workflow: BpmnWorkflow, loaded: LoadedVersion,
-              now: datetime, actor_id: int | None) -> list[HumanTask]:
+              now: datetime, actor_id: int | None, completed_data: dict | None = None) -> list[HumanTask]:
         """Bring inbox rows and summary columns in line with the workflow; return new tasks."""
         ready = workflow.get_tasks(state=TaskState.READY, manual=True)
         open_rows = {row.spiff_task_id: row for row in queries.open_tasks_of_case(s, case.id)}
@@ -171,7 +177,7 @@ class CaseService:
             row = HumanTask(
                 case_id=case.id, spiff_task_id=str(task.id), step=spec.name, name=name,
                 title=(f"{name} ({subject}): {case.title}" if subject else f"{name}: {case.title}")[:400],
-                role=role or "", due_at=task_due_at(task),
+                role=role or "", due_at=task_due_at(task, now),
                 org_id=scoped_org_id(role, case.project) if role and case.project else None,
                 # A task in no lane stays with whoever started the case.
                 assignee_id=None if role else case.started_by_id,
@@ -179,6 +185,8 @@ class CaseService:
             s.add(row)
             created.append(row)
         s.flush()
+        # In this transaction: a change that fails or conflicts leaves no notification behind.
+        notifications.for_new_tasks(s, case, created, now, actor_id, completed_data)
         return created
 
     def _summary(self, workflow: BpmnWorkflow, now: datetime) -> dict:
@@ -191,7 +199,7 @@ class CaseService:
         steps = ", ".join(dict.fromkeys(t.task_spec.bpmn_name or t.task_spec.name for t in ready))
         done = workflow.is_completed()
         return {"status": "completed" if done else "running", "current_steps": steps[:500],
-                "completed_at": now if done else None, "updated_at": now,
+                "completed_at": now if done else None, "updated_at": now, "error_message": None,
                 "next_due_at": None if done else next_due(workflow),
                 "state": dump_state(workflow)}
 
@@ -327,6 +335,46 @@ class CaseService:
         s.expire(case)
         return True
 
+    # ---- timers --------------------------------------------------------------------------
+
+    def run_due(self, case_id: int) -> list[tuple[str, str]] | None:
+        """Fire the due timers of one case, as the timer worker does: the timers that fired, or
+        None if the case is not due any more or another worker has it. The claim and the
+        optimistic save make a timer fire once, whatever the number of workers."""
+        from storage import timer_queries
+        now = self.clock.now()
+        with self.db.transaction() as s:
+            case = timer_queries.claim_due_case(s, case_id, now)
+            if case is None:
+                return None
+            expected_version = case.lock_version
+            loaded = self.specs.get(case.process_version_id)
+            workflow = load_state(case.state, loaded.model.spec, loaded.model.subprocess_specs)
+            recorder = self._attach_engine(workflow)
+            before = waiting_timers(workflow)
+            failure = None
+            try:
+                self._run_engine(workflow, workflow.refresh_timers)
+            except WorkflowError as exc:    # a script after the timer failed: stop the case, as complete() does
+                failure = exc
+            after = waiting_timers(workflow)
+            fired = [t for t in before if t not in after]
+            if fired:
+                self._audit(s, case.id, None, "timer", now,
+                            data={"timers": [{"name": name, "due": due} for name, due in fired]})
+            self._apply_effects(s, case, recorder, None, now)
+            if failure is None:
+                self._deliver_standing_messages(s, case, workflow, recorder, None, now)
+            self._sync(s, case, workflow, loaded, now, None)
+            summary = self._summary(workflow, now)
+            if failure is not None:
+                summary.update(errored(failure))
+                self._audit(s, case.id, None, "error", now, data={"message": failure.message, **failure.details})
+            if not queries.save_case_state(s, case.id, expected_version, **summary):
+                raise Conflict(f"case {case.id} was changed by someone else meanwhile; its timers run on the next pass")
+            self._end_event_audit(s, case, workflow, now)
+            return fired
+
     # ---- tasks ---------------------------------------------------------------------------
 
     def _may_see_case(self, s: Session, actor: Actor, case_id: int) -> bool:
@@ -380,15 +428,29 @@ class CaseService:
                 for name in (schema.get("properties") or {}):
                     if name not in data and name not in case_owned:
                         spiff_task.data.pop(name, None)
+            # The files uploaded for this task are part of what it submits (set by the system).
+            data = attachments.with_submitted_files(s, task.id, data, spiff_task.data)
             spiff_task.data.update(data)
-            self._run_engine(workflow, spiff_task.run)
+            failure = None
+            try:
+                self._run_engine(workflow, spiff_task.run)
+            except WorkflowError as exc:
+                if exc.refuses_input:
+                    raise
+                # The diagram failed after the user did their part: keep what they submitted
+                # and stop the case as errored, for an administrator to fix and retry.
+                failure = exc
             if not queries.mark_task_done(s, task.id, "completed", now, actor.id):
                 raise Conflict("this task was completed by someone else a moment ago; reload the case")
             self._audit(s, case.id, actor.id, "completed", now, task=task, data=_jsonable(data))
             self._apply_effects(s, case, recorder, actor.id, now)
-            self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
-            created = self._sync(s, case, workflow, loaded, now, actor.id)
+            if failure is None:
+                self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
+            created = self._sync(s, case, workflow, loaded, now, actor.id, completed_data=data)
             summary = self._summary(workflow, now)
+            if failure is not None:
+                summary.update(errored(failure))
+                self._audit(s, case.id, None, "error", now, data={"message": failure.message, **failure.details})
             if not queries.save_case_state(s, case.id, expected_version, **summary):
                 raise Conflict("the case was changed by someone else while you worked; reload and try again")
             self._end_event_audit(s, case, workflow, now)
@@ -436,6 +498,13 @@ class CaseService:
             self._audit(s, task.case_id, actor.id, "unclaimed", now, task=task)
             set_committed_value(task, "assignee_id", None)
             return task
+
+
+def errored(failure: WorkflowError) -> dict:
+    """The summary columns of a case stopped by a failing script or condition."""
+    step = failure.details.get("step")
+    return {"status": "error", "error_message": failure.message[:4000], "completed_at": None,
+            "current_steps": (f"Stopped at: {step}" if step else "Stopped by an error")[:500]}
 
 
 def _check_start_data(data) -> None:

@@ -137,7 +137,9 @@ def load(app, cases: bool = True) -> list[tuple[str, str, str]]:
             exists = queries.user_by_username(s, username) is not None
         if not exists:
             # The demo logins' well-known password is far below the policy: demo data only.
-            accounts.ensure_user(username, display, DEMO_PASSWORD, enforce_policy=False)
+            accounts.ensure_user(username, display, DEMO_PASSWORD, enforce_policy=False,
+                                 # example.org is reserved (RFC 2606): demo mail reaches nobody.
+                                 email=f"{username}@example.org")
         accounts.grant(username, role, org)
     created_projects = []
     with app.db.transaction() as s:

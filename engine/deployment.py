@@ -252,6 +252,11 @@ def _check_task_spec(key: str, model: ModelFiles, task_spec, forms: dict, file: 
             _check_code(key, expression, check_expression, file, element)
     if isinstance(task_spec, UserTaskMixin):
         props = (getattr(task_spec, "extensions", None) or {}).get("properties", {})
+        if "dueIn" in props:    # a typo would silently leave every such task without a due date
+            from datetime import datetime
+            from .timers import due_in
+            if due_in(props["dueIn"], datetime(2000, 1, 1)) is None:
+                raise _fail(key, f"dueIn '{props['dueIn']}' is not an ISO 8601 duration such as P10D", file, element)
         for prop in ("formJsonSchemaFilename", "formUiSchemaFilename"):
             form_file = props.get(prop)
             if not form_file:

@@ -39,3 +39,9 @@ class DeploymentError(PerfBudgetError):
 class WorkflowError(PerfBudgetError):
     """A script or condition in the diagram failed."""
     status = 422
+
+    def __init__(self, message: str, details: dict | None = None, refuses_input: bool = False):
+        super().__init__(message, details)
+        # True when a domain calculation refused the submitted values (ValueError): the user can
+        # correct them, so nothing is saved. Otherwise the diagram itself failed.
+        self.refuses_input = refuses_input

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from storage.models import Case, ExAnteEvaluation, Project
 
+from .attachments import submitted_at_step
 from .errors import Conflict
 from .rules.defaults import EX_ANTE_DIMENSIONS
 from .rules.grading import ex_ante_conclusion, ex_ante_dimension_score
@@ -80,6 +81,10 @@ def record(s: Session, case: Case, data: dict, actor_id: int | None, now: dateti
     rounds = s.scalar(select(func.count()).select_from(ExAnteEvaluation)
                       .where(ExAnteEvaluation.case_id == case.id)) or 0
     site = {k: data.get(k) for k in ("examined_on", "participants", "findings", "documents") if k in data}
+    if site:
+        # The files submitted with the examination (a later step's completion replaces the task
+        # data's attached_files with its own, so they are read from the step's task).
+        site["attachments"] = submitted_at_step(s, case.id, "site_examination")
     third = {k: data.get(k) for k in ("opinion", "recommendation") if k in data}
     s.add(ExAnteEvaluation(project_id=project.id, case_id=case.id, round=rounds + 1,
                            total=Decimal(str(data["total_score"])), dimensions=data["dimension_scores"],

@@ -38,7 +38,8 @@ OUTCOMES = {"continue": "Continue", "correct": "Correct", "adjust_budget": "Adju
 ENTRY_FIELDS = ("current", "expected", "likelihood", "note")
 IDENTITY_FIELDS = ("level1", "name", "operator", "target", "unit")
 BAND_DEFAULTS = {key: value for key, value in DEFAULTS.items()
-                 if key.startswith("monitoring.") and key != "monitoring.campaign_month_day"}
+                 if key.startswith("monitoring.")
+                 and key not in ("monitoring.campaign_month_day", "monitoring.campaign_auto_start")}
 
 
 # ---- the rules, as pure functions ---------------------------------------------------------

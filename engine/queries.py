@@ -1,11 +1,12 @@
 """Read models: what inboxes, case pages and the API show, shaped once for all of them."""
 from __future__ import annotations
 
-from storage import queries
+from storage import attachment_queries, queries
 from storage.db import Database
 from storage.models import Case, HumanTask, Project
 
 from .access import Actor
+from .attachments import summary as attachment_summary
 from .cases import user_task_form_files
 from .clock import Clock
 from .errors import Conflict, NotFound, PermissionDenied
@@ -216,6 +217,12 @@ class ReadService:
                                          for p in allowed]})
             return out
 
+    def versions_of(self, process_key: str) -> list[dict]:
+        """Every deployed version of a process, newest first (to move an errored case)."""
+        with self.db.reading() as s:
+            return [{"id": v.id, "version": v.version, "deployed_at": v.deployed_at}
+                    for v in queries.versions_of(s, process_key)]
+
     def processes(self) -> list[dict]:
         with self.db.reading() as s:
             return [{"key": v.key, "version": v.version, "name": v.name, "description": v.description,
@@ -229,6 +236,7 @@ class ReadService:
             out = case_summary(case)
             out["tasks"] = [task_summary(t) for t in queries.open_tasks_of_case(s, case.id)]
             out["history"] = [_event(e) for e in queries.history(s, case.id)]
+            out["attachments"] = [attachment_summary(a) for a in attachment_queries.of_case(s, case.id)]
             if with_data:
                 workflow = self._workflow(case)
                 out["data"] = _public_data(_latest_data(workflow))
@@ -286,6 +294,10 @@ class ReadService:
                 "opinions": _opinions(queries.history(s, case.id)),
                 "adjustment": adjustment_under_review(s, case.project_id, context),
             }
+            files = [attachment_summary(a) for a in attachment_queries.of_case(s, case.id)]
+            out["attachments"] = [f for f in files if f["task_id"] == task.id]
+            # What the earlier steps submitted (the evidence a reviewer looks at).
+            out["context"]["case_files"] = [f for f in files if f["task_id"] != task.id]
             out["case"] = case_summary(case)
             return out
 

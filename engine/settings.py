@@ -71,6 +71,8 @@ SPECS: dict[str, SettingSpec] = {s.key: s for s in [
                       "indicator_blue_from": _number("Indicator: blue from", 0, 10)})),
     _scalar("monitoring.campaign_month_day", "Monitoring campaign date", "Month and day (MM-DD) of the "
             "yearly monitoring campaign.", {"type": "string", "pattern": r"^(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"}),
+    _scalar("monitoring.campaign_auto_start", "Start the monitoring campaign by itself", "On the campaign "
+            "date the system launches the year's monitoring campaign, once.", {"type": "boolean"}),
     SettingSpec("self_assessment.weights", "Self-assessment weights", "Points of each part; they add up to 100.",
                 _obj({k: _number(k.capitalize(), 0, 100) for k in ("budget", "output", "effect", "satisfaction")})),
     SettingSpec("self_assessment.qualitative_bands", "Qualitative indicator bands",
@@ -91,7 +93,7 @@ SPECS: dict[str, SettingSpec] = {s.key: s for s in [
 # Settings stored as one value; the rest are objects whose fields are the form's fields.
 _FLAT_DEFAULTS = {
     "monitoring.bands": {k.split(".", 1)[1]: v for k, v in DEFAULTS.items() if k.startswith("monitoring.")
-                         and k != "monitoring.campaign_month_day"},
+                         and k not in ("monitoring.campaign_month_day", "monitoring.campaign_auto_start")},
 }
 
 

@@ -17,6 +17,12 @@ def open_campaign(s: Session, kind: str, year: int, cutoff_date: date | None) ->
     return s.scalars(query.limit(1)).first()
 
 
+def campaign_at(s: Session, kind: str, year: int, cutoff_date: date | None) -> Campaign | None:
+    """A campaign of this kind, year and cut-off date, open or closed."""
+    return s.scalars(select(Campaign).where(Campaign.kind == kind, Campaign.year == year,
+                                            Campaign.cutoff_date == cutoff_date).limit(1)).first()
+
+
 def campaign_for_update(s: Session, campaign_id: int) -> Campaign | None:
     return get_for_update(s, Campaign, campaign_id)
 

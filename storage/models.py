@@ -45,6 +45,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(80), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(255))
+    # Where notifications are e-mailed when an SMTP server is configured; NULL: in the app only.
+    email: Mapped[str | None] = mapped_column(String(254))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     grants: Mapped[list[RoleGrant]] = relationship(back_populates="user", lazy="selectin",
@@ -80,8 +82,9 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(300))
     year: Mapped[int] = mapped_column(Integer, index=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
-    competent_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
-    funding_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    # Indexed for case visibility (cases of projects a competent department or section holds).
+    competent_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    funding_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     category: Mapped[str] = mapped_column(String(100), default="")
     is_new: Mapped[bool] = mapped_column(Boolean, default=True)
     is_key: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -149,13 +152,17 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_status_started", "status", "started_at"),
         Index("ix_cases_org_status", "org_id", "status"),
+        # The case list's order (newest first) with and without its process and year filters.
+        Index("ix_cases_started", "started_at"),
+        Index("ix_cases_process_started", "process_key", "started_at"),
+        Index("ix_cases_year_started", "year", "started_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     process_version_id: Mapped[int] = mapped_column(ForeignKey("process_versions.id"))
-    process_key: Mapped[str] = mapped_column(String(100), index=True)
+    process_key: Mapped[str] = mapped_column(String(100))
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"), index=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
-    year: Mapped[int | None] = mapped_column(Integer, index=True)
+    year: Mapped[int | None] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(300))
     # running | completed | cancelled | error
     status: Mapped[str] = mapped_column(String(20))
@@ -168,7 +175,8 @@ class Case(Base):
     # SQLite cannot drop a referencing column, and the migration must be reversible.
     campaign_id: Mapped[int | None] = mapped_column(Integer, index=True)
     error_message: Mapped[str | None] = mapped_column(Text)
-    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Indexed for case visibility (everyone sees the cases they started).
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -181,7 +189,9 @@ class HumanTask(Base):
     """An inbox row: one user task of a case, kept in step with the workflow state."""
     __tablename__ = "human_tasks"
     __table_args__ = (
-        Index("ix_human_tasks_open_role_org", "status", "role", "org_id", "created_at"),
+        # The group inbox: open, unclaimed tasks of a role (in an organisation), oldest first;
+        # with assignee_id in it the inbox counts are read from the index alone.
+        Index("ix_human_tasks_open_role_org", "status", "role", "org_id", "assignee_id", "created_at"),
         Index("ix_human_tasks_assignee_status", "assignee_id", "status", "created_at"),
         Index("ix_human_tasks_case_status", "case_id", "status"),
     )
@@ -423,3 +433,48 @@ class KeyEvaluation(Base):
     reported_at: Mapped[datetime | None] = mapped_column(DateTime)
     applied_at: Mapped[datetime | None] = mapped_column(DateTime)
     applied_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class Attachment(Base):
+    """A file uploaded for a task of a case: an examination record, a monitoring report's ledger,
+    rectification or evaluation evidence. The content is kept in the database, not on disk, so
+    that a backup carries it and SQLite and PostgreSQL hold it alike."""
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    # The task it was uploaded for; its completion records the files as part of what was submitted.
+    human_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_tasks.id"), index=True)
+    step: Mapped[str | None] = mapped_column(String(200))
+    # As the user named it (cleaned of path parts and control characters), for display only.
+    file_name: Mapped[str] = mapped_column(String(255))
+    # Set from what the content was checked to be, never from what the browser claimed.
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Deferred: lists and task pages never load the files themselves.
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime)
+    task: Mapped[HumanTask | None] = relationship()
+    uploaded_by: Mapped[User] = relationship()
+
+
+class Notification(Base):
+    """A message to one user: a new task, a return, a reminder, an escalation. Written in the
+    transaction of the change it reports; e-mailed afterwards by an outbox (emailed_at NULL = not
+    sent yet), never inside that transaction."""
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_read", "user_id", "read_at", "id"),
+                      Index("ix_notifications_emailed_created", "emailed_at", "created_at"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # new_task | returned | reminder | escalation | rectification_due | ...
+    kind: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    human_task_id: Mapped[int | None] = mapped_column(ForeignKey("human_tasks.id"))
+    title: Mapped[str] = mapped_column(String(400))
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime)
+    emailed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    user: Mapped[User] = relationship()

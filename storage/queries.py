@@ -23,6 +23,11 @@ def cases_of_project(s: Session, project_id: int) -> list[int]:
     return list(s.scalars(select(Case.id).where(Case.project_id == project_id).order_by(Case.id)))
 
 
+def versions_of(s: Session, key: str) -> list[ProcessVersion]:
+    return list(s.scalars(select(ProcessVersion).where(ProcessVersion.key == key)
+                          .order_by(ProcessVersion.version.desc())))
+
+
 def latest_version_providing(s: Session, process_id: str) -> ProcessVersion | None:
     """The newest version of the model whose primary process is `process_id`."""
     return s.scalars(select(ProcessVersion).where(ProcessVersion.primary_process_id == process_id)

@@ -50,9 +50,19 @@ PAGES = [
     ("POST", "/campaigns", RUNNERS, {"kind": "audit", "year": "2027"}),
     ("POST", "/campaigns/{campaign}/draw", RUNNERS, {"ratio": "0.5"}),
     ("POST", "/campaigns/{campaign}/close", RUNNERS, {}),
+    ("POST", "/cases/{case}/retry", ADMIN, {}),
     ("GET", "/projects/import", IMPORTERS, None),
     ("POST", "/projects/import", IMPORTERS, {}),
     ("GET", "/projects/import/template.xlsx", EVERYONE, None),
+    # Each user sees only their own notifications; another's id is 'not found' (404) to everyone.
+    ("GET", "/notifications", EVERYONE, None),
+    ("POST", "/notifications/read", EVERYONE, {}),
+    ("GET", "/notifications/999999", EVERYONE, None),
+    # Files: added to the open task by its holders; the unit's file (of its submitted task) is seen
+    # by whoever sees the case and removed by nobody, not even the unit (409, its task is done).
+    ("POST", "/tasks/{task}/attachments", ACTOR, {}),
+    ("POST", "/tasks/{submitted}/attachments/{attachment}/remove", frozenset({"school_unit"}), {}),
+    ("GET", "/attachments/{attachment}", CASE, None),
 ]
 API = [
     ("GET", "/api/v1/me", EVERYONE, None),
@@ -71,8 +81,15 @@ API = [
     ("POST", "/api/v1/campaigns", RUNNERS, {"kind": "audit", "year": 2027}),
     ("POST", "/api/v1/campaigns/{campaign}/draw", RUNNERS, {"ratio": 0.5}),
     ("POST", "/api/v1/campaigns/{campaign}/close", RUNNERS, {}),
+    ("POST", "/api/v1/cases/{case}/retry", ADMIN, {}),
     ("POST", "/api/v1/projects/import", IMPORTERS, "multipart"),
     ("GET", "/api/v1/projects/import/template.xlsx", EVERYONE, None),
+    ("GET", "/api/v1/notifications", EVERYONE, None),
+    ("POST", "/api/v1/notifications/read", EVERYONE, {"all": True}),
+    ("POST", "/api/v1/tasks/{task}/attachments", ACTOR, "multipart"),
+    ("GET", "/api/v1/cases/{case}/attachments", CASE, None),
+    ("GET", "/api/v1/attachments/{attachment}", CASE, None),
+    ("DELETE", "/api/v1/attachments/{attachment}", frozenset({"school_unit"}), None),
 ]
 # Routes open to anyone (logging in, the API description, static files) or that only redirect.
 PUBLIC = {"/", "/login", "/logout", "/api/v1/tokens", "/api/v1/openapi.json", "/static/<path:filename>"}
@@ -84,11 +101,13 @@ def scene(api):
     unit = api("school_unit")
     case = unit.post("/api/v1/cases", json={"process": "goal_review", "project": "EDU-2027-001"}).get_json()
     task = case["tasks"][0]["id"]
+    attachment = unit.client.post(f"/api/v1/tasks/{task}/attachments", headers=unit.headers,
+                                  data={"file": (io.BytesIO(b"%PDF-1.7\n"), "goals.pdf")}).get_json()["id"]
     assert unit.post(f"/api/v1/tasks/{task}/complete", json={"data": demo.sample_goals("Campus safety upgrade")}
                      ).status_code == 200
     now = unit.get(f"/api/v1/cases/{case['id']}").get_json()
     return {"case": case["id"], "task": now["tasks"][0]["id"], "project": case["project"]["id"],
-            "campaign": NO_CAMPAIGN}
+            "campaign": NO_CAMPAIGN, "submitted": task, "attachment": attachment}
 
 
 def _fill(text, scene):
@@ -135,6 +154,8 @@ def test_every_api_route_against_every_role(client, scene):
         caller = callers[user]
         if method == "GET":
             return caller.get(path).status_code
+        if method == "DELETE":
+            return client.delete(path, headers=caller.headers).status_code
         if body == "multipart":
             return client.post(path, headers=caller.headers,
                                data={"file": (io.BytesIO(b"not a workbook"), "projects.xlsx")}).status_code

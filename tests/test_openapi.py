@@ -150,6 +150,9 @@ class Caller:
             response = self.client.post(url, headers=self.headers, json=json)
         return self.recorder.check("post", url, response, sent=json)
 
+    def delete(self, url):
+        return self.recorder.check("delete", url, self.client.delete(url, headers=self.headers))
+
 
 # ---- the document itself -------------------------------------------------------------------
 
@@ -264,7 +267,8 @@ def test_security_matches_what_the_routes_require(client):
     anonymous = Caller(recorder, client)
     for template, method, op in _operations():
         url = PREFIX + re.sub(r"\{[a-z_]+\}", "1", template)
-        response = anonymous.get(url) if method == "get" else anonymous.post(url, json={})
+        response = (anonymous.get(url) if method == "get" else anonymous.delete(url) if method == "delete"
+                    else anonymous.post(url, json={}))
         secured = op.get("security", DOC["security"]) != []
         if secured:
             assert response.status_code == 401, (template, method)
@@ -279,19 +283,20 @@ GOALS = demo.sample_goals("Campus safety upgrade")
 APPROVE = {"decision": "approve", "comment": "Fine."}
 
 
-def _deploy_broken_variant(core, tmp_path) -> str:
-    """A copy of goal review whose competent-department check always fails after submission."""
+def _deploy_broken_variant(core, tmp_path, fixed: bool = False):
+    """A copy of goal review whose competent-department check always fails after submission;
+    `fixed`: its next version, repaired (returns the version id)."""
     folder = tmp_path / "goal_review_broken"
-    shutil.copytree(PROCESSES_DIR / "goal_review", folder)
+    if not folder.exists():
+        shutil.copytree(PROCESSES_DIR / "goal_review", folder)
     bpmn_path = folder / "goal_review.bpmn"
-    bpmn = bpmn_path.read_text()
+    bpmn = (PROCESSES_DIR / "goal_review" / "goal_review.bpmn").read_text()
     post = "returned_from = 'competent_check' if decision == 'return' else None"
     assert bpmn.count(post) == 1
-    bpmn = bpmn.replace(post, "returned_from = 1 / 0")
-    bpmn_path.write_text(bpmn)
+    bpmn_path.write_text(bpmn.replace(post, "returned_from = None") if fixed else bpmn.replace(post, "returned_from = 1 / 0"))
     version, created = core.processes.deploy_folder(folder)
     assert created
-    return version.key
+    return version.id if fixed else version.key
 
 
 def _filled_template(template: bytes) -> bytes:
@@ -427,8 +432,43 @@ def test_real_answers_match_the_document(client, demo_core, tmp_path):
     assert perf.post(f"{PREFIX}/tasks/{compile_id}/complete", {"data": GOALS}).status_code == 403
     assert unit.post(f"{PREFIX}/tasks/999999/complete", {"data": GOALS}).status_code == 404
     assert anonymous.post(f"{PREFIX}/tasks/{compile_id}/complete", {"data": GOALS}).status_code == 401
+    # files attached to the task while it is open
+    attach_url, files_url = f"{PREFIX}/tasks/{compile_id}/attachments", f"{PREFIX}/cases/{case_id}/attachments"
+
+    def attach(content: bytes, name: str) -> dict:
+        return {"data": {"file": (io.BytesIO(content), name)}}
+
+    pdf = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+    r = unit.post(attach_url, **attach(pdf, "现场检查记录.pdf"))
+    assert r.status_code == 201
+    kept = r.get_json()["id"]
+    r = unit.post(attach_url, **attach("会议纪要\n".encode(), "notes.txt"))
+    assert r.status_code == 201
+    dropped = r.get_json()["id"]
+    assert unit.post(attach_url, **attach(b"MZ\x90\x00\x03", "scan.pdf")).status_code == 400
+    assert perf.post(attach_url, **attach(pdf, "x.pdf")).status_code == 403
+    assert unit.post(f"{PREFIX}/tasks/999999/attachments", **attach(pdf, "x.pdf")).status_code == 404
+    assert anonymous.post(attach_url, **attach(pdf, "x.pdf")).status_code == 401
+    assert unit.post(attach_url, **attach(b"%PDF-" + bytes(21 * 1024 * 1024), "big.pdf")).status_code == 413
+    assert boss.get(files_url).status_code == 200
+    assert outsider.get(files_url).status_code == 403
+    assert unit.get(f"{PREFIX}/cases/999999/attachments").status_code == 404
+    assert anonymous.get(files_url).status_code == 401
+    assert boss.get(f"{PREFIX}/attachments/{kept}").status_code == 200
+    assert unit.get(f"{PREFIX}/attachments/{dropped}").status_code == 200
+    assert outsider.get(f"{PREFIX}/attachments/{kept}").status_code == 403
+    assert unit.get(f"{PREFIX}/attachments/999999").status_code == 404
+    assert anonymous.get(f"{PREFIX}/attachments/{kept}").status_code == 401
+    assert colleague.delete(f"{PREFIX}/attachments/{dropped}").status_code == 403
+    assert unit.delete(f"{PREFIX}/attachments/999999").status_code == 404
+    assert anonymous.delete(f"{PREFIX}/attachments/{dropped}").status_code == 401
+    assert unit.delete(f"{PREFIX}/attachments/{dropped}").status_code == 200
+
     r = unit.post(f"{PREFIX}/tasks/{compile_id}/complete", {"data": GOALS})
     assert r.status_code == 200
+    # submitted with the task: no more files, and no removal
+    assert unit.post(attach_url, **attach(pdf + b"%", "late.pdf")).status_code == 409
+    assert unit.delete(f"{PREFIX}/attachments/{kept}").status_code == 409
     assert unit.post(f"{PREFIX}/tasks/{compile_id}/complete", {"data": GOALS}).status_code == 409
     assert unit.post(f"{PREFIX}/tasks/{compile_id}/claim").status_code == 409
     assert unit.post(f"{PREFIX}/tasks/{compile_id}/unclaim").status_code == 409
@@ -466,7 +506,7 @@ def test_real_answers_match_the_document(client, demo_core, tmp_path):
     assert expert.get(f"{PREFIX}/cases/{farm_case}").status_code == 200
     assert expert.get(f"{PREFIX}/cases").status_code == 200
 
-    # a failing diagram script: 422, and nothing saved
+    # a failing diagram script after a submission: the submission is kept, the case errors
     broken = _deploy_broken_variant(demo_core, tmp_path)
     assert unit.get(f"{PREFIX}/processes").status_code == 200
     r = unit.post(f"{PREFIX}/cases", {"process": broken, "project": "EDU-2027-002"})
@@ -474,9 +514,29 @@ def test_real_answers_match_the_document(client, demo_core, tmp_path):
     broken_case = r.get_json()["id"]
     r = unit.post(f"{PREFIX}/tasks/{r.get_json()['tasks'][0]['id']}/complete", {"data": GOALS})
     task_id = r.get_json()["next_tasks"][0]["id"]
-    before = bureau.get(f"{PREFIX}/cases/{broken_case}").get_json()
-    assert bureau.post(f"{PREFIX}/tasks/{task_id}/complete", {"data": APPROVE}).status_code == 422
-    assert bureau.get(f"{PREFIX}/cases/{broken_case}").get_json() == before
+    r = bureau.post(f"{PREFIX}/tasks/{task_id}/complete", {"data": APPROVE})
+    assert r.status_code == 200 and r.get_json()["case"]["status"] == "error"
+    # values a domain calculation refuses: 422, nothing saved (key evaluation weights)
+    r = perf.post(f"{PREFIX}/cases", {"process": "key_evaluation", "project": "AGR-2027-002"})
+    assert r.status_code == 201
+    plan = {"selection_reason": "amount", "selection_explanation": "x", "evaluator": "finance", "scope": "x",
+            "methods": "x", "schedule": "x", "report_due": "2028-04-30",
+            "framework": [{"dimension": d, "weight": 10, "content": "x"}
+                          for d in ("decision", "process", "output", "effect")]}
+    assert perf.post(f"{PREFIX}/tasks/{r.get_json()['tasks'][0]['id']}/complete",
+                     {"data": plan}).status_code == 422
+    # an administrator retries the errored case: refused, failing again, then on a fixed version
+    retry_url = f"{PREFIX}/cases/{broken_case}/retry"
+    assert bureau.post(retry_url, {}).status_code == 403
+    assert admin.post(f"{PREFIX}/cases/999999/retry", {}).status_code == 404
+    assert admin.post(f"{PREFIX}/cases/{farm_case}/retry", {}).status_code == 409
+    assert admin.post(retry_url, {"data": {"_x": 1}}).status_code == 400
+    assert anonymous.post(retry_url, {}).status_code == 401
+    assert admin.post(retry_url, data=too_large, content_type="application/json").status_code == 413
+    assert admin.post(retry_url, {"data": {"note": "again"}}).status_code == 422
+    fixed = _deploy_broken_variant(demo_core, tmp_path, fixed=True)
+    r = admin.post(retry_url, {"version": fixed})
+    assert r.status_code == 200 and r.get_json()["status"] == "running"
 
     # importing projects from a declaration table
     template_url, import_url = f"{PREFIX}/projects/import/template.xlsx", f"{PREFIX}/projects/import"
@@ -534,6 +594,21 @@ def test_real_answers_match_the_document(client, demo_core, tmp_path):
     with demo_core.db.transaction() as s:
         s.execute(text("UPDATE cases SET status = 'completed' WHERE campaign_id = :c"), {"c": monitoring_id})
     assert perf.post(close_url).status_code == 200
+
+    # notifications (the unit was told of the return above)
+    notifications_url = f"{PREFIX}/notifications"
+    r = unit.get(notifications_url)
+    assert r.status_code == 200 and r.get_json()["unread"] > 0
+    first = r.get_json()["items"][0]["id"]
+    assert unit.get(f"{notifications_url}?unread=true&limit=5&offset=0").status_code == 200
+    assert unit.get(f"{notifications_url}?unread=maybe").status_code == 400
+    assert anonymous.get(notifications_url).status_code == 401
+    read_url = f"{notifications_url}/read"
+    assert unit.post(read_url, {"ids": [first]}).status_code == 200
+    assert unit.post(read_url, {"all": True}).status_code == 200
+    assert unit.post(read_url, {"ids": "all"}).status_code == 400
+    assert anonymous.post(read_url, {"all": True}).status_code == 401
+    assert unit.post(read_url, data=too_large, content_type="application/json").status_code == 413
 
     missing = set()
     for template, method, op in _operations():

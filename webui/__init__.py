@@ -81,7 +81,7 @@ def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = 
 
     csrf.init_app(app)
     # project_import and campaigns add their JSON routes to api.bp before it is registered
-    from . import admin, api, auth, campaigns, errors, pages, project_import, records, templating
+    from . import admin, api, auth, campaigns, errors, pages, project_import, records, recovery, templating
     templating.init_app(app)
     auth.init_app(app)
     from . import security
@@ -92,6 +92,12 @@ def create_app(test_config: dict | None = None, perfbudget: PerfBudget | None = 
     app.register_blueprint(project_import.bp)
     app.register_blueprint(campaigns.bp)
     app.register_blueprint(records.bp)
+    app.register_blueprint(recovery.bp)
+    from . import notifications   # adds its JSON routes to api.bp, so before api.bp is registered
+    app.register_blueprint(notifications.bp)
+    from . import attachments   # adds its JSON routes to api.bp, so before api.bp is registered
+    attachments.init_app(app)   # the upload routes' larger body limit
+    app.register_blueprint(attachments.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)   # the API authenticates with bearer tokens, never cookies
     errors.init_app(app)

@@ -61,7 +61,8 @@ def register(app: Flask) -> None:
     @click.option("--password", help="Set this password (prompted when creating a user without it).")
     @click.option("--role", help="Grant this role code (with --org).")
     @click.option("--org", "org_code", help="Organisation code where the role is held.")
-    def users_command(username, display_name, password, role, org_code):
+    @click.option("--email", help="E-mail address for notifications ('' removes it).")
+    def users_command(username, display_name, password, role, org_code, email):
         """Add a user, set a password, or grant a role in an organisation."""
         accounts = core().accounts
         try:
@@ -72,7 +73,7 @@ def register(app: Flask) -> None:
             exists = core().reads.user_exists(username)
             if not exists and not password:
                 password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-            accounts.ensure_user(username, display_name, password)
+            accounts.ensure_user(username, display_name, password, email=email)
             if role:
                 accounts.grant(username, role, org_code)
         except PerfBudgetError as exc:
@@ -84,13 +85,40 @@ def register(app: Flask) -> None:
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=5000, show_default=True, type=int)
     @click.option("--threads", default=8, show_default=True, type=int)
-    def serve_command(host, port, threads):
+    @click.option("--timers/--no-timers", default=True, show_default=True,
+                  help="Also fire due timers in the serving process (off when `perfbudget worker` runs apart).")
+    def serve_command(host, port, threads, timers):
         """Serve the app with a multi-threaded production server."""
         core().init()
         core().specs.warm()
         from .server import serve
         click.echo(f"PerfBudget on http://{host}:{port}  (database: {_safe_url(core().db.url)})")
-        serve(app, host, port, threads)
+        serve(app, host, port, threads, timers=timers)
+
+    @app.cli.command("worker")
+    @click.option("--once", is_flag=True, help="Process what is due now, then exit.")
+    def worker_command(once):
+        """Fire due timers and launch scheduled campaigns; loops, sleeping until the next due time."""
+        import logging
+        from engine.worker import TimerWorker
+        worker = TimerWorker(core())
+        if once:
+            result = worker.run_once()
+            click.echo(f"Timers fired in {len(result.fired)} case(s)"
+                       + (f", {len(result.failed)} failed" if result.failed else "")
+                       + (f"; launched campaign(s) {', '.join(map(str, result.campaigns))}" if result.campaigns else ""))
+            if result.failed:
+                sys.exit(1)
+            return
+        # The worker's own news at INFO; SpiffWorkflow logs every task state at INFO, too much here.
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.getLogger("perfbudget").setLevel(logging.INFO)
+        click.echo(f"Timer worker on {_safe_url(core().db.url)}; Ctrl-C stops it")
+        core().specs.warm()
+        try:
+            worker.run_forever()
+        except KeyboardInterrupt:
+            pass
 
     @app.cli.command("backup")
     @click.argument("path", type=click.Path())

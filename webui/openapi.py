@@ -181,8 +181,9 @@ def _schemas(case_statuses: tuple[str, ...]) -> dict:
         "at": _timestamp("When it happened."),
         "actor": _string("Username of who did it; null for the system.", nullable=True),
         "actor_name": _string("Display name of who did it; 'System' for the system."),
-        "action": _string("What happened: started, completed, claimed, unclaimed, finished (the case "
-                          "reached an end event), ..."),
+        "action": _string("What happened: started, completed, claimed, unclaimed, attached and detached "
+                          "(a file added to or removed from a task), finished (the case reached an end "
+                          "event), ..."),
         "task": _string("Name of the task concerned.", nullable=True),
         "step": _string("BPMN element id of the task concerned.", nullable=True),
         "data": {"type": ["object", "null"],
@@ -215,7 +216,13 @@ def _schemas(case_statuses: tuple[str, ...]) -> dict:
                             "description": "The goals in the case against that version."},
             }), {"type": "null"}], "description": "In an in-year adjustment of approved goals: what it "
                                                   "changes and why; null otherwise."},
+            "case_files": {"type": "array", "items": _ref("Attachment"),
+                           "description": "The files uploaded for the case's other tasks (what earlier steps "
+                                          "submitted), oldest first."},
         }, "What a reviewer needs to see beside the form."),
+        "attachments": {"type": "array", "items": _ref("Attachment"),
+                        "description": "The files uploaded for this task, oldest first; its completion submits "
+                                       "them (task data 'attached_files')."},
         "case": _ref("Case"),
     }
 
@@ -223,6 +230,8 @@ def _schemas(case_statuses: tuple[str, ...]) -> dict:
         **case,
         "tasks": open_tasks,
         "history": {"type": "array", "items": _ref("HistoryEvent"), "description": "Audit log, oldest first."},
+        "attachments": {"type": "array", "items": _ref("Attachment"),
+                        "description": "Every file uploaded for the case's tasks, oldest first."},
         "data": {"type": "object", "description": "The case's current data (keys starting with '_' "
                                                   "are never shown)."},
         "completed_steps": {"type": "array", "items": {"type": "string"},
@@ -351,6 +360,8 @@ def _schemas(case_statuses: tuple[str, ...]) -> dict:
         "ProjectList": _list_of("Project", "projects"),
         "ProcessList": _list_of("Process", "processes"),
         **_campaign_schemas(),
+        **_notification_schemas(),
+        **_attachment_schemas(),
     }
 
 
@@ -422,6 +433,11 @@ def _campaign_schemas() -> dict:
                                             "(default: every key project)."},
             "title": _string("Title (default from kind, year and cut-off)."),
         }, required=["kind", "year"]),
+        "RetryCase": _object({
+            "data": {"type": "object", "default": {},
+                     "description": "Values merged into the failed step's data. Keys starting with '_' are refused."},
+            "version": _integer("Id of the process version to run the case on (another version of its process)."),
+        }, required=[]),
         "DrawSample": _object({
             "ratio": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
                       "description": "Share of departments to draw (default: the spot_check.sample_ratio setting)."},
@@ -441,6 +457,7 @@ def _parameters(max_page: int, case_statuses: tuple[str, ...]) -> dict:
     return {
         "CaseId": path("case_id", "Case id."),
         "CampaignId": path("campaign_id", "Campaign id."),
+        "AttachmentId": path("attachment_id", "Attachment id."),
         "TaskId": path("task_id", "Task id."),
         "Limit": query("limit", {"type": "integer", "minimum": 1, "maximum": max_page, "default": 50},
                        "Page size."),
@@ -659,6 +676,24 @@ def _paths() -> dict:
                 "401": UNAUTHORIZED,
             },
         }},
+        "/cases/{case_id}/retry": {"post": {
+            "operationId": "retryCase", "tags": ["cases"],
+            "summary": "Run the failed step of an errored case again (administrators): optionally merge "
+                       "corrected values into that step's data and move the case to another deployed "
+                       "version of its process. A retry that fails again changes nothing.",
+            "parameters": [_param("CaseId")],
+            "requestBody": _body("RetryCase", "The correction, both parts optional."),
+            "responses": {
+                "200": _ok("The step ran; the case as it is now.", "CaseDetail"),
+                "400": _error(bad_body + " Or the data correction or the version is not valid."),
+                "401": UNAUTHORIZED,
+                "403": _error("Only an administrator retries cases."),
+                "404": _error("No such case or version."),
+                "409": _error("The case is not errored (nothing to retry), or changed meanwhile."),
+                "413": TOO_LARGE,
+                "422": _error("The step failed again; the case stays errored, unchanged."),
+            },
+        }},
         "/campaigns": {
             "get": {
                 "operationId": "listCampaigns", "tags": ["campaigns"], "summary": "Campaigns, newest year first.",
@@ -716,6 +751,8 @@ def _paths() -> dict:
                 "409": _error("Some of its cases are still running."),
             },
         }},
+        **_notification_paths(),
+        **_attachment_paths(),
         "/openapi.json": {"get": {
             "operationId": "getOpenApi", "tags": ["meta"], "summary": "This document.",
             "security": [],
@@ -746,6 +783,8 @@ def _document() -> dict:
             {"name": "tasks", "description": "Inbox, claiming and completing tasks."},
             {"name": "projects", "description": "Importing projects from a declaration table."},
             {"name": "campaigns", "description": "Monitoring and self-assessment rounds, and the spot-check draw."},
+            {"name": "notifications", "description": "The caller's notifications and what is unread."},
+            {"name": "attachments", "description": "Files uploaded for a case's tasks."},
             {"name": "meta", "description": "This document."},
         ],
         "paths": _paths(),
@@ -763,3 +802,168 @@ def _document() -> dict:
 def openapi_document() -> dict:
     """The OpenAPI document (a fresh copy of the cached one: callers may change it freely)."""
     return copy.deepcopy(_document())
+
+
+def _notification_schemas() -> dict:
+    from engine.notifications import KINDS
+    notification = _object({
+        "id": _integer("Notification id."),
+        "kind": _string("What it is about: " + ", ".join(KINDS) + " (more may come)."),
+        "kind_name": _string("Display name of the kind."),
+        "title": _string("One line, for lists and e-mail subjects."),
+        "body": _string("The message; for a return, the reviewer's comment."),
+        "case_id": _integer("The case concerned.", nullable=True),
+        "task_id": _integer("The task concerned (GET /tasks/{task_id}).", nullable=True),
+        "created_at": _timestamp("When it was sent."),
+        "read_at": _timestamp("When the caller read it; null while unread.", nullable=True),
+    }, "A notification to the calling user.")
+    return {
+        "Notification": notification,
+        "NotificationList": _object({
+            "items": {"type": "array", "items": _ref("Notification"), "description": "This page, newest first."},
+            "total": _integer("How many match in all, across every page.", minimum=0),
+            "unread": _integer("How many of the caller's notifications are unread (the bell's count).", minimum=0),
+        }, "A page of the caller's notifications."),
+        "MarkNotificationsRead": {
+            "description": "Either the ids to mark read, or all: true for every unread notification.",
+            "oneOf": [
+                _object({"ids": {"type": "array", "maxItems": 500, "items": {"type": "integer", "minimum": 1},
+                                 "description": "Ids of the caller's notifications (others' ids match nothing)."}}),
+                _object({"all": {"const": True, "description": "Every unread notification of the caller."}}),
+            ]},
+        "NotificationsRead": _object({
+            "updated": _integer("How many were unread and are read now.", minimum=0),
+            "unread": _integer("How many are still unread.", minimum=0),
+        }, "What marking read changed."),
+    }
+
+
+def _notification_paths() -> dict:
+    return {
+        "/notifications": {"get": {
+            "operationId": "listNotifications", "tags": ["notifications"],
+            "summary": "The caller's notifications (new tasks, returns, reminders, escalations), newest first.",
+            "parameters": [_param("Limit"), _param("Offset"),
+                           {"name": "unread", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["true", "false"]},
+                            "description": "true: only unread notifications."}],
+            "responses": {
+                "200": _ok("A page of notifications with the unread count.", "NotificationList"),
+                "400": _error("An invalid paging parameter, or unread is neither true nor false."),
+                "401": UNAUTHORIZED,
+            },
+        }},
+        "/notifications/read": {"post": {
+            "operationId": "markNotificationsRead", "tags": ["notifications"],
+            "summary": "Mark some or all of the caller's notifications read.",
+            "requestBody": _body("MarkNotificationsRead", "Which to mark read."),
+            "responses": {
+                "200": _ok("Marked.", "NotificationsRead"),
+                "400": _error("The body is not a JSON object. Or neither ids nor all: true, or both, or an id is not a whole "
+                              "number."),
+                "401": UNAUTHORIZED,
+                "413": TOO_LARGE,
+            },
+        }},
+    }
+
+
+
+def _attachment_schemas() -> dict:
+    from engine.attachments import FILES_KEY, MAX_FILES_PER_TASK
+    return {
+        "Attachment": _object({
+            "id": _integer("Attachment id (GET /attachments/{attachment_id} downloads it)."),
+            "case_id": _integer("The case."),
+            "task_id": _integer("The task it was uploaded for.", nullable=True),
+            "step": _string("BPMN element id of that task's step.", nullable=True),
+            "task_name": _string("Name of that task's step.", nullable=True),
+            "name": _string("The file's name as uploaded (without path parts or control characters).",
+                            maxLength=255),
+            "size": _integer("Size in bytes.", minimum=1),
+            "content_type": _string("What the content was checked to be (not what the client said), e.g. "
+                                    "application/pdf."),
+            "sha256": _string("SHA-256 of the content, in hex.", pattern="^[0-9a-f]{64}$"),
+            "uploaded_by": _string("Username of the uploader."),
+            "uploaded_by_name": _string("Display name of the uploader."),
+            "uploaded_at": _timestamp("When it was uploaded."),
+        }, f"A file uploaded for a task. Completing the task submits its files: the task data gets "
+           f"'{FILES_KEY}' (id, name, size, content_type, sha256 of each), and so does the audit log. "
+           f"At most {MAX_FILES_PER_TASK} files per task."),
+        "AttachmentList": _list_of("Attachment", "attachments"),
+    }
+
+
+def _attachment_paths() -> dict:
+    from engine.attachments import ACCEPTED, INLINE_SAFE, MAX_FILE_BYTES, MAX_FILES_PER_TASK
+    from .attachments import UPLOAD_BODY_LIMITS
+    megabytes = MAX_FILE_BYTES // (1024 * 1024)
+    body_limit = UPLOAD_BODY_LIMITS["api.upload_attachment"] // (1024 * 1024)
+    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
+    download = {media: {"schema": {"type": "string", "contentMediaType": media}}
+                for media in (*sorted(INLINE_SAFE), "application/octet-stream")}
+    return {
+        "/tasks/{task_id}/attachments": {"post": {
+            "operationId": "uploadAttachment", "tags": ["attachments"],
+            "summary": "Attach a file to an open task the caller may act on. The type is checked by the content "
+                       "as well as by the extension.",
+            "parameters": [_param("TaskId")],
+            "requestBody": {"required": True, "description": f"One file: {ACCEPTED}; at most {megabytes} MB, "
+                                                             f"{MAX_FILES_PER_TASK} files per task.",
+                            "content": {"multipart/form-data": {"schema": {
+                                "type": "object", "required": ["file"],
+                                "properties": {"file": {**binary, "description": "The file, with its name."}}}}}},
+            "responses": {
+                "201": _ok("Attached.", "Attachment"),
+                "400": _error("No file, more than one, an empty file, a type not accepted, content that is not "
+                              "what the name says (a .pdf that is no PDF), a file over the size limit, the "
+                              "task's file limit reached, or the same file attached to the task already."),
+                "401": UNAUTHORIZED,
+                "403": _error("The caller may not act on the task (another role or organisation, or claimed "
+                              "by someone else)."),
+                "404": _error("No such task."),
+                "409": _error("The task is no longer open (the message says who completed it and when), or "
+                              "its case is not running."),
+                "413": _error(f"The body is larger than {body_limit} MiB."),
+            },
+        }},
+        "/cases/{case_id}/attachments": {"get": {
+            "operationId": "listCaseAttachments", "tags": ["attachments"],
+            "summary": "Every file uploaded for the case's tasks, oldest first.",
+            "parameters": [_param("CaseId")],
+            "responses": {
+                "200": _ok("The files (not paged).", "AttachmentList"),
+                "401": UNAUTHORIZED,
+                "403": _error("The caller may not see this case."),
+                "404": _error("No such case."),
+            },
+        }},
+        "/attachments/{attachment_id}": {
+            "get": {
+                "operationId": "downloadAttachment", "tags": ["attachments"],
+                "summary": "Download a file: for anyone who may see its case. Content-Disposition is "
+                           "'attachment' with the name in UTF-8 (filename*) and an ASCII fallback; PDFs and "
+                           "images keep their type, anything else is application/octet-stream.",
+                "parameters": [_param("AttachmentId")],
+                "responses": {
+                    "200": {"description": "The file.", "content": download},
+                    "401": UNAUTHORIZED,
+                    "403": _error("The caller may not see the file's case."),
+                    "404": _error("No such file (or it was removed)."),
+                },
+            },
+            "delete": {
+                "operationId": "deleteAttachment", "tags": ["attachments"],
+                "summary": "Remove a file: only its uploader, and only while its task is open (a submitted "
+                           "file stays).",
+                "parameters": [_param("AttachmentId")],
+                "responses": {
+                    "200": _ok("Removed; what it was.", "Attachment"),
+                    "401": UNAUTHORIZED,
+                    "403": _error("The caller did not upload the file, or may not see its case."),
+                    "404": _error("No such file."),
+                    "409": _error("The file's task was completed: the file was submitted with it."),
+                },
+            },
+        },
+    }

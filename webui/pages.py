@@ -109,7 +109,8 @@ def case(case_id: int):
     actor = current_actor()
     detail = core().reads.case(actor, case_id)
     xml, completed, current = core().reads.diagram(actor, case_id)
-    return render_template("case.html", case=detail,
+    versions = core().reads.versions_of(detail["process"]) if detail["status"] == "error" and actor.is_admin else []
+    return render_template("case.html", case=detail, versions=versions,
                            diagram={"xml": xml, "completed": completed, "current": current})
 
 

@@ -142,5 +142,7 @@ def _add_headers(response):
         response.headers.setdefault(name, value)
     if request.endpoint != "static":
         # Pages and API answers show one user's data: never kept by the browser or a proxy.
-        response.headers["Cache-Control"] = "no-store"
+        # (A view may say more, as long as it says no-store: downloads send "private, no-store".)
+        if "no-store" not in response.headers.get("Cache-Control", ""):
+            response.headers["Cache-Control"] = "no-store"
     return response

@@ -24,6 +24,20 @@ def format_datetime(value) -> str:
 
 
 
+def is_overdue(value) -> bool:
+    """Is a due time (naive UTC, or its ISO text) past, by the engine's clock (tests move it)?"""
+    if not value:
+        return False
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return False
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value < current_app.extensions["perfbudget"].clock.now()
+
+
 def schema_options(prop: dict) -> list[tuple[str, str]]:
     """(value, label) pairs of an enum or a oneOf of consts."""
     if "oneOf" in prop and all("const" in o for o in prop["oneOf"]):
@@ -78,6 +92,7 @@ def option_label(prop: dict, value) -> str:
 
 def init_app(app) -> None:
     app.add_template_filter(format_datetime, "datetime")
+    app.add_template_filter(is_overdue, "overdue")
     from engine.instructions import money
     app.add_template_filter(money, "money")
     app.add_template_global(schema_options)

@@ -19,6 +19,8 @@ DEFAULTS: dict[str, object] = {
     "monitoring.indicator_yellow_below": 0.8,
     "monitoring.indicator_blue_from": 1.2,
     "monitoring.campaign_month_day": "09-30",
+    # The timer worker launches the year's monitoring campaign on that day by itself.
+    "monitoring.campaign_auto_start": True,
     # Self-assessment.
     "self_assessment.weights": {"budget": 10, "output": 50, "effect": 30, "satisfaction": 10},
     # Qualitative indicators: achieved from 80% of the weight, partly from 60%, not achieved below.

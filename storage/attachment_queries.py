@@ -1,0 +1,51 @@
+"""Queries over attachments. Lists never load the content column (it is deferred); only
+`with_content` does, for a download."""
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, selectinload, undefer
+
+from .models import Attachment, HumanTask
+from .queries import MAX_ID
+
+_LIST = (selectinload(Attachment.task), selectinload(Attachment.uploaded_by))
+
+
+def of_case(s: Session, case_id: int) -> list[Attachment]:
+    return list(s.scalars(select(Attachment).options(*_LIST).where(Attachment.case_id == case_id)
+                          .order_by(Attachment.id)))
+
+
+def of_task(s: Session, task_id: int) -> list[Attachment]:
+    return list(s.scalars(select(Attachment).options(*_LIST).where(Attachment.human_task_id == task_id)
+                          .order_by(Attachment.id)))
+
+
+def count_of_task(s: Session, task_id: int) -> int:
+    return s.scalar(select(func.count()).select_from(Attachment).where(Attachment.human_task_id == task_id)) or 0
+
+
+def get(s: Session, attachment_id, with_content: bool = False) -> Attachment | None:
+    if isinstance(attachment_id, bool) or not isinstance(attachment_id, int) or not 0 < attachment_id <= MAX_ID:
+        return None
+    query = select(Attachment).options(*_LIST).where(Attachment.id == attachment_id)
+    if with_content:
+        query = query.options(undefer(Attachment.content))
+    return s.scalars(query).first()
+
+
+def lock_task(s: Session, task_id: int) -> None:
+    """Lock a task's inbox row to the end of the transaction (PostgreSQL; SQLite's writers hold
+    the database's write lock already). Uploads, removals and the task's completion take it, so
+    that a completion records exactly the files that were there when it committed."""
+    s.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())
+
+
+def latest_completed_task_of_step(s: Session, case_id: int, step: str) -> int | None:
+    return s.scalar(select(HumanTask.id).where(HumanTask.case_id == case_id, HumanTask.step == step,
+                                               HumanTask.status == "completed")
+                    .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(1))
+
+
+def remove(s: Session, attachment_id: int) -> bool:
+    return s.execute(delete(Attachment).where(Attachment.id == attachment_id)).rowcount == 1
