@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from storage import campaign_queries, queries
 from storage.db import Database
-from storage.models import Campaign, Case, MonitoringRecord, Project
+from storage.models import AuditEvent, Campaign, Case, MonitoringRecord, Project
 
 from .access import Actor
 from .clock import Clock
@@ -156,12 +156,9 @@ class CampaignService:
                                            cutoff_date=cutoff_date, budget=project.amount,
                                            key_monitoring=data_for(project)["key_monitoring"],
                                            measures="", explanation="", findings=""))
-            from .cases import _jsonable  # the audit row records what was launched
-            from storage.models import AuditEvent
             s.add(AuditEvent(case_id=None, at=now, actor_id=actor.id, action="campaign_launched",
-                             data=_jsonable({**facts, "projects": sorted(codes),
-                                             "key_projects": sorted(selected),
-                                             **({"scheduled": True} if scheduled else {})})))
+                             data={**facts, "projects": sorted(codes), "key_projects": sorted(selected),
+                                   **({"scheduled": True} if scheduled else {})}))
             s.flush()
             s.refresh(campaign)
             _ = campaign.started_by
@@ -230,7 +227,6 @@ class CampaignService:
                     self.cases.deliver(s, case.id, DRAW_MESSAGE,
                                        draw_payload(campaign, case.project.competent.name), actor.id)
             campaign_queries.mark_sampled(s, campaign.id, sampled)
-            from storage.models import AuditEvent
             s.add(AuditEvent(case_id=None, at=now, actor_id=actor.id, action="spot_check_drawn",
                              data={"campaign": campaign.id, "ratio": str(ratio), "seed": seed,
                                    "population": population, "sampled": sampled}))

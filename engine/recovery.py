@@ -16,8 +16,8 @@ from storage import queries
 from storage.models import Case, ProcessVersion
 
 from .access import Actor
-from .cases import CaseService, _check_start_data, _jsonable, errored
-from .errors import Conflict, InvalidData, NotFound, PermissionDenied, WorkflowError
+from .cases import CaseService, _check_start_data, _jsonable
+from .errors import Conflict, InvalidData, NotFound, PermissionDenied
 from .serializer import load_state
 
 
@@ -101,5 +101,3 @@ def parse_patch(text: str | None) -> dict:
         raise InvalidData("the data correction must be a JSON object", {"data": "A JSON object."})
     return value
 
-
-__all__ = ["retry", "parse_patch", "errored", "WorkflowError"]
