@@ -31,7 +31,8 @@ def run_config(url: str, workers: int, clients: int, seconds: float, projects, r
     with common.Server(url, workers=workers, threads=threads) as server:
         runners = [common.ApiCaseRunner(server.port, read_tasks=read_tasks) for _ in range(clients)]
         # one case per client before the clock starts (connections, every worker's first requests)
-        for runner, project in zip(runners, projects):
+        for runner in runners:
+            project = projects.take()
             runner.run_case(project[1], project[2])
         for runner in runners:
             runner.http.timings = []
@@ -44,9 +45,12 @@ def run_config(url: str, workers: int, clients: int, seconds: float, projects, r
         ended = [0.0] * clients
 
         def client(i):
-            runner, project = runners[i], projects[i]
+            runner = runners[i]
             barrier.wait()
             while time.perf_counter() < stop_at[0]:
+                # A fresh project per case: once a goal review of a project has finished, the
+                # next one is an in-year adjustment (another form, a reason required).
+                project = projects.take()
                 t = time.perf_counter()
                 try:
                     runner.run_case(project[1], project[2])
@@ -81,6 +85,18 @@ def run_config(url: str, workers: int, clients: int, seconds: float, projects, r
                 "cpu_case": {k: v / max(1, sum(done)) for k, v in cpu.items()}, "errors": errors}
 
 
+class ProjectPool:
+    """Projects not used yet, handed out one per case to all client threads."""
+
+    def __init__(self, projects):
+        self._items = list(reversed(projects))
+        self._lock = threading.Lock()
+
+    def take(self):
+        with self._lock:
+            return self._items.pop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_database_args(parser, multiple=True)
@@ -89,6 +105,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated gunicorn worker counts")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (perfbudget serve: 8)")
     parser.add_argument("--read-tasks", action="store_true", help="GET each task before completing it")
+    parser.add_argument("--projects", type=int, default=3000,
+                        help="projects created up front (one per case; enough for every row)")
     args = parser.parse_args()
     urls = args.database_url or ["sqlite"]
     clients = [int(c) for c in args.clients.split(",")]
@@ -101,7 +119,7 @@ def main() -> None:
     for url in urls:
         with common.bench_database(url) as db_url:
             app = PerfBudget(db_url)
-            projects = common.add_projects(app, max(clients))
+            projects = ProjectPool(common.add_projects(app, args.projects))
             app.close()
             for w in workers:
                 for c in clients:

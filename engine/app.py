@@ -9,6 +9,7 @@ from .attachments import AttachmentService
 from .campaigns import CampaignService
 from .cases import CaseService
 from .clock import Clock
+from .deadlines import DeadlineService
 from .notifications import EmailOutbox, NotificationService
 from .processes import ProcessService
 from .project_import import ProjectImportService
@@ -32,6 +33,7 @@ class PerfBudget:
         self.reads = ReadService(self.db, self.specs, self.clock, self.settings)
         self.records = RecordService(self.db, self.clock)
         self.notifications = NotificationService(self.db, self.clock)
+        self.deadlines = DeadlineService(self.db, self.clock)
         self.email = EmailOutbox(self.db, self.clock)
         self.project_import = ProjectImportService(self.db, self.clock, self.settings)
 

@@ -15,12 +15,13 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage import campaign_queries, queries
+from storage import campaign_queries, deadline_queries, queries
 from storage.db import Database
 from storage.models import AuditEvent, Campaign, Case, MonitoringRecord, Project
 
 from .access import Actor
 from .clock import Clock
+from .deadlines import case_deadline
 from .errors import Conflict, InvalidData, NotFound, PermissionDenied
 from .rules import sampling
 from .settings import SettingsService
@@ -140,11 +141,14 @@ class CampaignService:
             facts = {"id": campaign.id, "kind": kind, "year": year,
                      "cutoff_date": cutoff_date.isoformat() if cutoff_date else None}
 
+            # Finance's own key monitoring: the projects it picked, else every key project. Decided
+            # once, for the case data and the overview's record alike.
+            key_monitoring = {p.id: (p.code in selected) if selected else bool(p.is_key) for p in projects}
+
             def data_for(project: Project) -> dict:
                 data = {"campaign": facts}
                 if kind == "monitoring":
-                    # Finance's own key monitoring: the projects it picked, else every key project.
-                    data["key_monitoring"] = (project.code in selected) if selected else bool(project.is_key)
+                    data["key_monitoring"] = key_monitoring[project.id]
                 return data
 
             opened = self.cases.open_campaign_cases(s, actor, KINDS[kind]["process"], campaign.id, projects,
@@ -154,7 +158,7 @@ class CampaignService:
                 for case, project in zip(opened, projects):
                     s.add(MonitoringRecord(case_id=case.id, project_id=project.id, campaign_id=campaign.id,
                                            cutoff_date=cutoff_date, budget=project.amount,
-                                           key_monitoring=data_for(project)["key_monitoring"],
+                                           key_monitoring=key_monitoring[project.id],
                                            measures="", explanation="", findings=""))
             s.add(AuditEvent(case_id=None, at=now, actor_id=actor.id, action="campaign_launched",
                              data={**facts, "projects": sorted(codes), "key_projects": sorted(selected),
@@ -275,18 +279,21 @@ class CampaignService:
     def detail(self, actor: Actor, campaign_id: int) -> dict:
         """The campaign and one row per case: project, department, where the case stands."""
         with self.db.reading() as s:
-            campaign = s.get(Campaign, campaign_id)
+            campaign = queries.get_by_id(s, Campaign, campaign_id)   # None for ids no row can have
             if campaign is None:
                 raise NotFound(f"campaign {campaign_id} does not exist")
             out = campaign_summary(campaign)
             rows = []
-            for case in campaign_queries.campaign_cases(s, campaign.id):
-                if not (actor.sees_all_cases or actor.may_see_project(case.project)):
-                    continue
+            cases = [case for case in campaign_queries.campaign_cases(s, campaign.id)
+                     if actor.sees_all_cases or actor.may_see_project(case.project)]
+            deadlines = deadline_queries.open_task_deadlines(s, [case.id for case in cases])
+            now = self.clock.now()
+            for case in cases:
                 rows.append({"case_id": case.id, "status": case.status, "current_steps": case.current_steps,
                              "project": {"id": case.project.id, "code": case.project.code,
                                          "name": case.project.name, "is_key": case.project.is_key},
                              "unit": case.project.unit.name, "department": case.project.competent.name,
+                             **case_deadline(*deadlines.get(case.id, (None, False)), now),
                              **campaign_queries.case_facts(s, campaign.kind, case.id)})
             out["cases"] = rows
             out["counts"] = {"cases": len(rows), "running": sum(r["status"] == "running" for r in rows),

@@ -17,14 +17,15 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import queries
 from storage.db import Database
 from storage.models import AuditEvent, Case, HumanTask, Project, User
 
-from . import attachments, links, notifications
+from . import attachments, deadlines, links, notifications
 from .access import Actor
 from .clock import Clock
 from .effects import EffectRecorder
@@ -50,6 +51,25 @@ class CompletionResult:
     case: Case
     completed: HumanTask
     next_tasks: list[HumanTask] = field(default_factory=list)
+    # The case's open inbox rows after the completion (next_tasks among them), oldest first.
+    open_tasks: list[HumanTask] = field(default_factory=list)
+    # What complete(answer=...) built inside the completion's transaction.
+    answer: dict | None = None
+
+
+_AUDIT_INSERT = AuditEvent.__table__.insert()
+
+# What a completion reads of its task, in one SELECT: the case (and its state), the case's
+# version, project and organisations. The organisations a new task can belong to (the
+# project's unit, competent department and funding section) are then in the session, so
+# the new rows' `org`, the notifications and the answer need no further SELECT for them.
+_TASK_FOR_COMPLETION = select(HumanTask).options(
+    joinedload(HumanTask.org),
+    joinedload(HumanTask.case).options(
+        joinedload(Case.process_version), joinedload(Case.org),
+        joinedload(Case.project).options(joinedload(Project.unit), joinedload(Project.competent),
+                                         joinedload(Project.funding))),
+).where(HumanTask.id == bindparam("b_id"))
 
 
 def project_facts(project: Project) -> dict:
@@ -158,14 +178,18 @@ class CaseService:
         recorder.pending.clear()
 
     def _sync(self, s: Session, case: Case, workflow: BpmnWorkflow, loaded: LoadedVersion,
-              now: datetime, actor_id: int | None, completed_data: dict | None = None) -> list[HumanTask]:
-        """Bring inbox rows and summary columns in line with the workflow; return new tasks."""
+              now: datetime, actor_id: int | None, completed_data: dict | None = None,
+              still_open: list[HumanTask] | None = None) -> list[HumanTask]:
+        """Bring inbox rows and summary columns in line with the workflow; return new tasks.
+        `still_open` (if given) receives the rows that were open and stay open."""
         ready = workflow.get_tasks(state=TaskState.READY, manual=True)
         open_rows = {row.spiff_task_id: row for row in queries.open_tasks_of_case(s, case.id)}
         ready_ids = {str(t.id) for t in ready}
         for spiff_id, row in open_rows.items():
             if spiff_id not in ready_ids:   # e.g. cancelled by a boundary event
                 queries.mark_task_done(s, row.id, "cancelled", now, None)
+            elif still_open is not None:
+                still_open.append(row)
         created = []
         for task in ready:
             if str(task.id) in open_rows:
@@ -174,10 +198,12 @@ class CaseService:
             role = role_for_lane(getattr(spec, "lane", None))
             name = spec.bpmn_name or spec.name
             subject = task_subject(task)
+            due_at = task_due_at(task, now)
+            alerts = deadlines.plan(spec, role or "", due_at, now)
             row = HumanTask(
                 case_id=case.id, spiff_task_id=str(task.id), step=spec.name, name=name,
                 title=(f"{name} ({subject}): {case.title}" if subject else f"{name}: {case.title}")[:400],
-                role=role or "", due_at=task_due_at(task, now),
+                role=role or "", due_at=due_at, alerts=alerts or None, alert_at=deadlines.first_at(alerts),
                 org_id=scoped_org_id(role, case.project) if role and case.project else None,
                 # A task in no lane stays with whoever started the case.
                 assignee_id=None if role else case.started_by_id,
@@ -192,9 +218,10 @@ class CaseService:
     def _summary(self, workflow: BpmnWorkflow, now: datetime) -> dict:
         ready = workflow.get_tasks(state=TaskState.READY, manual=True)
         if not ready:
-            # Nobody's turn: the case waits for an event (the spot-check draw, a timer); say which.
+            # Nobody's turn: the case waits for an event (the spot-check draw, a timer, a timer start
+            # event holding the whole case until its date); say which.
             ready = [t for t in workflow.get_tasks(state=TaskState.WAITING)
-                     if type(t.task_spec).__name__ in ("IntermediateCatchEvent", "ReceiveTask")
+                     if type(t.task_spec).__name__ in ("IntermediateCatchEvent", "ReceiveTask", "StartEvent")
                      and t.task_spec.bpmn_name]
         steps = ", ".join(dict.fromkeys(t.task_spec.bpmn_name or t.task_spec.name for t in ready))
         done = workflow.is_completed()
@@ -205,10 +232,14 @@ class CaseService:
 
     def _audit(self, s: Session, case_id: int | None, actor_id: int | None, action: str, now: datetime,
                task: HumanTask | None = None, data: dict | None = None) -> None:
-        s.add(AuditEvent(case_id=case_id, at=now, actor_id=actor_id, action=action,
-                         human_task_id=task.id if task else None,
-                         task_name=task.name if task else None, step=task.step if task else None,
-                         data=data))
+        # A Core INSERT instead of s.add(): the row is never read back in this transaction, and
+        # the unit of work's bookkeeping for it cost more than the INSERT. The flush first keeps
+        # rows still pending in the session (an AuditEvent added elsewhere) in their order.
+        s.flush()
+        s.connection().execute(_AUDIT_INSERT, {
+            "case_id": case_id, "at": now, "actor_id": actor_id, "action": action,
+            "human_task_id": task.id if task else None, "task_name": task.name if task else None,
+            "step": task.step if task else None, "data": data})
 
     def _end_event_audit(self, s, case, workflow, now) -> None:
         if workflow.is_completed():
@@ -239,6 +270,9 @@ class CaseService:
                 raise InvalidData("a case needs a project", {"project": "This field is required."})
             if not actor.may_see_project(project):
                 raise PermissionDenied("you may not start cases for this project")
+            # The project's three organisations in one SELECT instead of a lazy load each
+            # (project_facts and the first task's organisation read them); held while used.
+            orgs = queries.orgs_by_ids(s, {project.unit_id, project.competent_id, project.funding_id})
             loaded = self.specs.get(version.id)
             start_role = loaded.model.start_role
             if start_role and not actor.may_act_for_project(start_role, project) and not actor.is_admin:
@@ -247,7 +281,9 @@ class CaseService:
             guard = START_GUARDS.get(process_key)
             if guard:
                 guard(s, project, self.settings.values())
-            return self._open_case(s, actor, version, loaded, project, data, now)
+            case = self._open_case(s, actor, version, loaded, project, data, now)
+            del orgs
+            return case
 
     def _open_case(self, s: Session, actor: Actor, version, loaded: LoadedVersion, project: Project,
                    data: dict, now: datetime, campaign_id: int | None = None) -> Case:
@@ -387,8 +423,9 @@ class CaseService:
             return PermissionDenied("this task is not yours")
         return Conflict(_closed_message(task), {"task": task.id, "status": task.status})
 
-    def _open_task_for(self, s: Session, actor: Actor, task_id: int) -> HumanTask:
-        task = queries.get_by_id(s, HumanTask, task_id)
+    def _open_task_for(self, s: Session, actor: Actor, task_id: int, statement=None) -> HumanTask:
+        task = (queries.get_by_statement(s, statement, task_id) if statement is not None
+                else queries.get_by_id(s, HumanTask, task_id))
         if task is None:
             raise NotFound(f"task {task_id} does not exist")
         if task.status != "open":
@@ -401,10 +438,13 @@ class CaseService:
                                    f"{' of ' + task.org.name if task.org else ''}")
         return task
 
-    def complete(self, actor: Actor, task_id: int, data: dict | None) -> CompletionResult:
+    def complete(self, actor: Actor, task_id: int, data: dict | None, answer=None) -> CompletionResult:
+        """Complete an open task with its form data. `answer(session, result) -> dict`, if
+        given, runs at the end of the transaction, so what the caller shows is built from the
+        rows in hand (and is exactly what was committed) instead of being read again."""
         now = self.clock.now()
         with self.db.transaction() as s:
-            task = self._open_task_for(s, actor, task_id)
+            task = self._open_task_for(s, actor, task_id, _TASK_FOR_COMPLETION)
             case = task.case
             if case.status != "running":
                 raise Conflict(f"case {case.id} is {case.status}; its tasks cannot be completed")
@@ -446,7 +486,9 @@ class CaseService:
             self._apply_effects(s, case, recorder, actor.id, now)
             if failure is None:
                 self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
-            created = self._sync(s, case, workflow, loaded, now, actor.id, completed_data=data)
+            still_open: list[HumanTask] = []
+            created = self._sync(s, case, workflow, loaded, now, actor.id, completed_data=data,
+                                 still_open=still_open)
             summary = self._summary(workflow, now)
             if failure is not None:
                 summary.update(errored(failure))
@@ -463,7 +505,11 @@ class CaseService:
                 set_committed_value(task, key, value)
             for row in created:     # what callers show about the next steps, loaded while we can
                 _ = (row.org, row.case)
-            return CompletionResult(case=case, completed=task, next_tasks=created)
+            result = CompletionResult(case=case, completed=task, next_tasks=created,
+                                      open_tasks=sorted(still_open + created, key=lambda t: t.id))
+            if answer is not None:
+                result.answer = answer(s, result)
+            return result
 
     def claim(self, actor: Actor, task_id: int) -> HumanTask:
         now = self.clock.now()

@@ -22,7 +22,8 @@ from SpiffWorkflow.bpmn.specs.mixins import (
 )
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 
-from .errors import DeploymentError
+from . import deadlines
+from .errors import DeploymentError, InvalidData
 from .forms import check_schema
 from .roles import role_for_lane
 from .scripting import ScriptRefused, check_expression, check_script
@@ -257,6 +258,10 @@ def _check_task_spec(key: str, model: ModelFiles, task_spec, forms: dict, file: 
             from .timers import due_in
             if due_in(props["dueIn"], datetime(2000, 1, 1)) is None:
                 raise _fail(key, f"dueIn '{props['dueIn']}' is not an ISO 8601 duration such as P10D", file, element)
+        try:
+            deadlines.check_properties(props)
+        except InvalidData as exc:
+            raise _fail(key, exc.message, file, element) from None
         for prop in ("formJsonSchemaFilename", "formUiSchemaFilename"):
             form_file = props.get(prop)
             if not form_file:

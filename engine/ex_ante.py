@@ -43,10 +43,14 @@ def result(scores: list[dict], settings: dict) -> dict:
     """Dimension scores, total (of 100) and conclusion from a rated scoring sheet."""
     by_dimension: dict[str, list[str]] = {d: [] for d in EX_ANTE_DIMENSIONS}
     for row in scores or []:
-        if row.get("dimension") not in by_dimension:
-            raise ValueError(f"unknown dimension {row.get('dimension')!r}")
+        # ValueError, whatever the rows hold: the diagram turns it into "correct your input".
+        dimension = row.get("dimension") if isinstance(row, dict) else None
+        if not isinstance(dimension, str) or dimension not in by_dimension:
+            raise ValueError(f"unknown dimension {dimension!r}")
         if not row.get("rating"):
             raise ValueError(f"sub-item {row.get('item')!r} is not rated")
+        if not isinstance(row["rating"], str):
+            raise ValueError(f"sub-item {row.get('item')!r} has no valid rating")
         by_dimension[row["dimension"]].append(row["rating"])
     dimensions = {d: min(ex_ante_dimension_score(r, settings["ex_ante.rating_points"]), DIMENSION_MAX)
                   for d, r in by_dimension.items()}

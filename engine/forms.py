@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
 from typing import Any, Mapping
@@ -60,8 +61,24 @@ def _validator(schema_json: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(schema_json))
 
 
+# Forms come from the spec cache: the same dict object for every completion of a step. Keying
+# by its identity skips serialising the schema (8 KB for the goals form) on every validation.
+# Each entry keeps the schema itself, so its id cannot be reused by another object while the
+# entry lives; forms are never changed after parsing. A schema built afresh per call misses
+# here and falls back to the content-keyed cache above.
+_by_identity: dict[int, tuple[dict, Draft202012Validator]] = {}
+_BY_IDENTITY_MAX = 512
+
+
 def validator_for(schema: dict) -> Draft202012Validator:
-    return _validator(json.dumps(schema, sort_keys=True))
+    entry = _by_identity.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if len(_by_identity) >= _BY_IDENTITY_MAX:
+        _by_identity.clear()
+    _by_identity[id(schema)] = (schema, validator)
+    return validator
 
 
 def _path(parts) -> str:
@@ -109,14 +126,18 @@ def _refuse_hidden_and_unknown(schema: dict, data: Any, path: list, errors: dict
             if props is not None and key not in props:
                 errors[where] = "Unknown field."
                 continue
-            if props is not None:
-                _refuse_hidden_and_unknown(props[key], value, path + [key], errors)
+            # An object the form leaves open (no 'properties') is walked too: a '_' key or an
+            # oversized string must not get into the case by nesting it one level down.
+            _refuse_hidden_and_unknown(props[key] if props is not None else {}, value, path + [key], errors)
     elif isinstance(data, list):
         items = schema.get("items", {}) if isinstance(schema, dict) else {}
         for i, value in enumerate(data):
             _refuse_hidden_and_unknown(items, value, path + [i], errors)
     elif isinstance(data, str) and len(data) > MAX_STRING:
         errors[_path(path)] = f"At most {MAX_STRING} characters."
+    elif isinstance(data, float) and not math.isfinite(data):
+        # JSON bodies may spell NaN, Infinity or 1e999; JSON columns (PostgreSQL) refuse them.
+        errors[_path(path)] = "Enter a finite number."
 
 
 def validate(schema: dict, data: Any) -> dict:

@@ -15,6 +15,7 @@ of the submission is kept.
 from __future__ import annotations
 
 import calendar
+import math
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -37,6 +38,8 @@ OUTCOMES = {"continue": "Continue", "correct": "Correct", "adjust_budget": "Adju
 # What the unit types into a progress row; the rest of the row comes from the approved goals.
 ENTRY_FIELDS = ("current", "expected", "likelihood", "note")
 IDENTITY_FIELDS = ("level1", "name", "operator", "target", "unit")
+# The largest figure a report takes (a typing slip beyond it would overflow the rounding).
+MAX_FIGURE = 10 ** 15
 BAND_DEFAULTS = {key: value for key, value in DEFAULTS.items()
                  if key.startswith("monitoring.")
                  and key not in ("monitoring.campaign_month_day", "monitoring.campaign_auto_start")}
@@ -71,7 +74,15 @@ def _pct(ratio: Decimal | None) -> str | None:
 
 
 def _round(value: Decimal | None, places: int = 4) -> float | None:
-    return None if value is None else float(round(value, places))
+    if value is None:
+        return None
+    try:
+        return float(round(value, places))
+    except InvalidOperation:
+        # More digits than decimal precision: a ratio against an absurdly small or large
+        # approved target. Shown unrounded, or not at all beyond what JSON can hold.
+        number = float(value)
+        return number if math.isfinite(number) else None
 
 
 def _plain(value: Decimal | None):
@@ -117,10 +128,12 @@ def indicator_row(indicator: dict, entry: dict, share: Decimal, bands: dict) -> 
     if operator not in QUANTITATIVE:
         return row, errors
     current, expected = _number(entry.get("current")), _number(entry.get("expected"))
-    if current is None:
-        errors["current"] = "Enter a number: this indicator is quantitative."
-    if expected is None:
-        errors["expected"] = "Enter a number: this indicator is quantitative."
+    for field, value in (("current", current), ("expected", expected)):
+        if value is None:
+            errors[field] = "Enter a number: this indicator is quantitative."
+        elif abs(value) > MAX_FIGURE:
+            # Beyond what any indicator measures, and beyond what the ratios can be computed on.
+            errors[field] = f"Enter a number of at most {MAX_FIGURE:,} in size."
     target = _number(indicator.get("target"))
     if errors or target is None:
         return row, errors      # an approved target that is not a number lights nothing

@@ -54,7 +54,7 @@ def retry(cases: CaseService, actor: Actor, case_id: int, data: dict | None = No
             raise NotFound(f"case {case_id} does not exist")
         if case.status != "error":
             raise Conflict(f"case {case.id} is {case.status}, not errored; there is nothing to retry")
-        if version_id is not None and s.get(ProcessVersion, version_id) is None:
+        if version_id is not None and queries.get_by_id(s, ProcessVersion, version_id) is None:
             raise NotFound(f"process version {version_id} does not exist")
         expected_version = case.lock_version
         loaded, workflow = _load_on(cases, case, version_id)

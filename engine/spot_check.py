@@ -33,6 +33,9 @@ from .rules import self_assessment as rules
 from .rules.grading import grade
 
 CENT = Decimal("0.01")
+# The largest amount or value the unit may enter: far beyond any project, and small enough
+# that scores and rates round to cents without overflowing decimal precision.
+MAX_FIGURE = 10 ** 15
 PARTS = ("output", "effect", "satisfaction")
 PART_LABELS = {"budget": "Budget", "output": "Output", "effect": "Effect", "satisfaction": "Satisfaction"}
 OPERATOR_LABELS = {">=": "≥", ">": ">", "=": "=", "<": "<", "<=": "≤", "qualitative": "qualitative"}
@@ -170,6 +173,8 @@ def result(budget_execution: list[dict], indicator_scores: list[dict], basis: di
                   "measure": _text(given.get("measure"))}
     if spent is None or spent < 0:
         errors["budget_execution.0.spent"] = "Enter the amount spent in the year (0 or more)."
+    elif spent > MAX_FIGURE:
+        errors["budget_execution.0.spent"] = f"Enter an amount of at most {MAX_FIGURE:,} yuan."
     elif budget <= 0:
         errors["budget_execution.0.spent"] = "The project has no budget for the year; the budget line cannot be scored."
     else:
@@ -231,6 +236,9 @@ def result(budget_execution: list[dict], indicator_scores: list[dict], basis: di
                 if actual is None:
                     errors[f"{where}.actual"] = "Enter the actual value."
                     continue
+                if abs(actual) > MAX_FIGURE:
+                    errors[f"{where}.actual"] = f"Enter a value of at most {MAX_FIGURE:,} in size."
+                    continue
                 target = _number(fixed.get("target"))
                 if target is None:
                     errors[f"{where}.actual"] = (f"The target '{_text(fixed.get('target'))}' is not a number, so "
@@ -248,7 +256,8 @@ def result(budget_execution: list[dict], indicator_scores: list[dict], basis: di
         table.append(line)
         if score < weight:
             _explained(row, errors, where, f"'{name}' scores {_cents(score)} of {_plain(weight)}")
-    if not errors and not any(line.applies for line in lines):
+    # Lines of weight 0 (a part the settings weigh 0) score nothing either way.
+    if not errors and not any(line.applies and line.weight > 0 for line in lines):
         errors["indicator_scores"] = "Nothing is left to score: not every line may be dropped."
     if errors:
         raise InvalidData(_summary(errors, basis_rows), errors)

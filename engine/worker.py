@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from storage import timer_queries
+from storage import deadline_queries, timer_queries
 
 from .errors import Conflict, PerfBudgetError
 
@@ -29,13 +29,18 @@ class PassResult:
     skipped: list[int] = field(default_factory=list)        # held or changed by someone else
     failed: dict[int, str] = field(default_factory=dict)
     campaigns: list[int] = field(default_factory=list)      # scheduled campaigns launched
+    reminded: list[int] = field(default_factory=list)       # inbox rows reminded of their due date
+    escalated: list[int] = field(default_factory=list)      # inbox rows escalated when overdue
 
 
 class TimerWorker:
-    def __init__(self, core, batch: int = BATCH, max_sleep: float = MAX_SLEEP_SECONDS):
+    def __init__(self, core, batch: int = BATCH, max_sleep: float = MAX_SLEEP_SECONDS, email=None):
         self.core = core        # engine.app.PerfBudget
         self.batch = batch
         self.max_sleep = max_sleep
+        # SMTP settings (engine.notifications.EmailSettings): the reminders, escalations and new
+        # tasks of a pass are mailed after it, as a web request's are after its commit.
+        self.email = email
 
     def run_once(self) -> PassResult:
         """Process everything due now, then return."""
@@ -52,6 +57,9 @@ class TimerWorker:
             if len(page) < self.batch:
                 break
             after = page[-1][1], page[-1][0]
+        # Timers first: one that fired may have closed a task whose reminder is due as well.
+        alerts = self.core.deadlines.run_due(self.batch)
+        result.reminded, result.escalated = alerts.reminded, alerts.escalated
         try:
             campaign = self.core.campaigns.launch_scheduled()
         except PerfBudgetError as exc:
@@ -59,6 +67,12 @@ class TimerWorker:
         else:
             if campaign is not None:
                 result.campaigns.append(campaign.id)
+        if self.email is not None and self.email.configured and (
+                result.fired or result.reminded or result.escalated or result.campaigns):
+            try:
+                self.core.email.send_pending(self.email)
+            except Exception:       # the mail server's trouble must not stop the timers
+                log.exception("sending notification e-mail failed; the next pass retries")
         return result
 
     def _run_case(self, case_id: int, result: PassResult) -> None:
@@ -78,7 +92,8 @@ class TimerWorker:
 
     def seconds_to_sleep(self) -> float:
         with self.core.db.reading() as s:
-            due = timer_queries.next_due_at(s)
+            moments = [m for m in (timer_queries.next_due_at(s), deadline_queries.next_alert_at(s)) if m is not None]
+        due = min(moments, default=None)
         if due is None:
             return self.max_sleep
         wait = (due - self.core.clock.now()).total_seconds()
@@ -89,9 +104,10 @@ class TimerWorker:
         while not stop.is_set():
             try:
                 result = self.run_once()
-                if result.fired or result.campaigns or result.failed:
-                    log.info("timers fired in %d case(s), %d failed, campaigns launched: %s",
-                             len(result.fired), len(result.failed), result.campaigns or "none")
+                if result.fired or result.campaigns or result.failed or result.reminded or result.escalated:
+                    log.info("timers fired in %d case(s), %d failed, %d reminder(s), %d escalation(s), "
+                             "campaigns launched: %s", len(result.fired), len(result.failed),
+                             len(result.reminded), len(result.escalated), result.campaigns or "none")
                 wait = self.seconds_to_sleep()
             except Exception:   # the database is away for a moment: try again later
                 log.exception("timer worker pass failed")

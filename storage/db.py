@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
@@ -38,7 +38,12 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # No pool_pre_ping: it costs a round trip (SELECT 1) at every checkout, i.e. at every
+            # session of every request. Instead, connections are replaced after pool_recycle,
+            # and when a statement fails with a disconnect (a server restart) SQLAlchemy
+            # invalidates that connection and every older one in the pool: that one request
+            # fails and the next ones get fresh connections.
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
         self.engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine, immediate=True)
@@ -71,6 +76,13 @@ class Database:
             # close() ends the transaction without expiring what was loaded, so results
             # stay readable after the block.
             session.close()
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for a few plain SELECTs: no Session, no identity map, for the
+        statements every request runs (token authentication). Closing it ends its transaction."""
+        with self.read_engine.connect() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()

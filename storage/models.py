@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData,
-    Numeric, String, Text, UniqueConstraint,
+    Numeric, String, Text, UniqueConstraint, text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -49,8 +49,9 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
-    grants: Mapped[list[RoleGrant]] = relationship(back_populates="user", lazy="selectin",
-                                                   cascade="all, delete-orphan")
+    # Loaded only when asked for: every User loaded (a task's assignee, an audit row's actor)
+    # would otherwise cost a second SELECT; the app checks Actor.grants, never this.
+    grants: Mapped[list[RoleGrant]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
 
 class RoleGrant(Base):
@@ -135,7 +136,8 @@ class ProcessVersion(Base):
     deployed_at: Mapped[datetime] = mapped_column(DateTime)
     # Processes its call activities run, bound at deployment: {process id: version id}.
     calls: Mapped[dict | None] = mapped_column(JSON)
-    files: Mapped[list[ProcessFile]] = relationship(lazy="selectin", order_by="ProcessFile.name")
+    # Loaded only when asked for (queries.version_files reads them by version id).
+    files: Mapped[list[ProcessFile]] = relationship(lazy="select", order_by="ProcessFile.name")
 
 
 class ProcessFile(Base):
@@ -156,6 +158,10 @@ class Case(Base):
         Index("ix_cases_started", "started_at"),
         Index("ix_cases_process_started", "process_key", "started_at"),
         Index("ix_cases_year_started", "year", "started_at"),
+        # Status and year together (e.g. "completed in 2025"): counted from the index alone.
+        Index("ix_cases_status_year_started", "status", "year", "started_at"),
+        # The organisation filter in the list's order.
+        Index("ix_cases_org_started", "org_id", "started_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     process_version_id: Mapped[int] = mapped_column(ForeignKey("process_versions.id"))
@@ -185,6 +191,11 @@ class Case(Base):
     org: Mapped[Organisation] = relationship()
 
 
+# The rows of the group inbox's partial indexes; queries must repeat these terms literally
+# (storage.queries.inbox) for the planners to use them.
+GROUP_QUEUE = "status = 'open' AND assignee_id IS NULL"
+
+
 class HumanTask(Base):
     """An inbox row: one user task of a case, kept in step with the workflow state."""
     __tablename__ = "human_tasks"
@@ -194,6 +205,18 @@ class HumanTask(Base):
         Index("ix_human_tasks_open_role_org", "status", "role", "org_id", "assignee_id", "created_at"),
         Index("ix_human_tasks_assignee_status", "assignee_id", "status", "created_at"),
         Index("ix_human_tasks_case_status", "case_id", "status"),
+        # The group inbox's page in created_at order on PostgreSQL too, whose planner does not
+        # take `assignee_id IS NULL` / `org_id IS NULL` as fixing a column, so it sorted every
+        # row of the range above: partial indexes of the unclaimed open rows, one for roles
+        # held in an organisation and one for bureau-wide roles (org_id NULL).
+        Index("ix_human_tasks_queue_org", "role", "org_id", "created_at", "id",
+              sqlite_where=text(GROUP_QUEUE + " AND org_id IS NOT NULL"),
+              postgresql_where=text(GROUP_QUEUE + " AND org_id IS NOT NULL")),
+        Index("ix_human_tasks_queue_bureau", "role", "created_at", "id",
+              sqlite_where=text(GROUP_QUEUE + " AND org_id IS NULL"),
+              postgresql_where=text(GROUP_QUEUE + " AND org_id IS NULL")),
+        # The timer worker's search for due reminders and escalations (engine/deadlines.py).
+        Index("ix_human_tasks_alert_at", "alert_at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
@@ -212,6 +235,13 @@ class HumanTask(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime)
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Reminders and escalation still to come ([{"at", "kind", ...}], earliest first) and the
+    # earliest moment; NULL when none is pending or the row is closed.
+    alerts: Mapped[list | None] = mapped_column(JSON)
+    alert_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set when the task went overdue and was escalated, and to which role.
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    escalated_to: Mapped[str | None] = mapped_column(String(32))
     case: Mapped[Case] = relationship()
     org: Mapped[Organisation | None] = relationship()
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])

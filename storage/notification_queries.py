@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from .models import HumanTask, Notification, RoleGrant, User
@@ -14,17 +14,30 @@ def task_actor_ids(s: Session, task: HumanTask, bureau_roles) -> list[int]:
     holders of its role in its organisation (case-scoped roles) or anywhere (bureau-wide roles,
     whose rows carry no organisation). The same rule as Actor.may_work_on and queries.inbox."""
     if task.assignee_id is not None:
-        return list(s.scalars(select(User.id).where(User.id == task.assignee_id, User.active.is_(True))))
+        return list(s.scalars(_ACTIVE_USER, {"b_user": task.assignee_id}))
     if not task.role:
         return []
-    if task.org_id is not None:
-        where = and_(RoleGrant.role == task.role, RoleGrant.org_id == task.org_id)
-    elif task.role in bureau_roles:
-        where = RoleGrant.role == task.role
-    else:
-        return []       # a case-scoped role without its organisation reaches nobody's inbox
-    return list(s.scalars(select(User.id).join(RoleGrant, RoleGrant.user_id == User.id)
-                          .where(where, User.active.is_(True)).distinct().order_by(User.id)))
+    return role_holder_ids(s, task.role, task.org_id, bureau_roles)
+
+
+def role_holder_ids(s: Session, role: str, org_id: int | None, bureau_roles) -> list[int]:
+    """Active users holding a role: in that organisation for a case-scoped role, anywhere for a
+    bureau-wide one (whose rows carry no organisation)."""
+    if org_id is not None:
+        return list(s.scalars(_ROLE_HOLDERS_IN_ORG, {"b_role": role, "b_org": org_id}))
+    if role in bureau_roles:
+        return list(s.scalars(_ROLE_HOLDERS, {"b_role": role}))
+    return []       # a case-scoped role without its organisation reaches nobody
+
+
+# Built once: every new task runs one of these, and building a statement cost more CPU than
+# running it.
+_ACTIVE_USER = select(User.id).where(User.id == bindparam("b_user"), User.active.is_(True))
+_ROLE_HOLDERS = (select(User.id).join(RoleGrant, RoleGrant.user_id == User.id)
+                 .where(RoleGrant.role == bindparam("b_role"), User.active.is_(True)).distinct().order_by(User.id))
+_ROLE_HOLDERS_IN_ORG = (select(User.id).join(RoleGrant, RoleGrant.user_id == User.id)
+                        .where(RoleGrant.role == bindparam("b_role"), RoleGrant.org_id == bindparam("b_org"),
+                               User.active.is_(True)).distinct().order_by(User.id))
 
 
 def list_for(s: Session, user_id: int, limit: int, offset: int = 0,

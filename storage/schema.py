@@ -24,3 +24,15 @@ def upgrade(db: Database) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
         conn.commit()
+
+
+def analyze(db: Database) -> None:
+    """Refresh the query planner's statistics (`perfbudget analyze`). SQLite keeps none until
+    ANALYZE runs (then in sqlite_stat1), and without them it may pick an index that matches
+    fewer columns of a query; run it after a large import and now and then as tables grow.
+    PostgreSQL's autovacuum does the same by itself; ANALYZE there only makes it happen now."""
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        if db.is_sqlite:
+            conn.exec_driver_sql("PRAGMA optimize")
+        conn.commit()

@@ -900,7 +900,8 @@ def test_case_filters_and_paging(api, flow):
     assert api("farm_unit").get(f"{P}/cases?org=school").get_json() == {"items": [], "total": 0}
     case = everything["items"][0]
     assert set(case) == {"id", "process", "version", "process_name", "title", "project", "org", "org_name",
-                         "year", "status", "current_steps", "started_at", "updated_at", "completed_at", "error"}
+                         "year", "status", "current_steps", "started_at", "updated_at", "completed_at", "error",
+                         "due_at", "overdue", "escalated"}
 
 
 @pytest.mark.parametrize("query, details", [

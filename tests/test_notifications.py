@@ -2,8 +2,6 @@
 e-mail through a local SMTP server that these tests start (after commit, once only)."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 from sqlalchemy import select, update
 
@@ -175,30 +173,6 @@ def test_api_lists_and_marks_read(api, demo_core, actor, goal_review):
 
 
 # ---- e-mail ---------------------------------------------------------------------------------
-
-class _Collect:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        from email import message_from_bytes, policy
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=policy.default)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server():
-    """A real SMTP server on a free local port, collecting what it is sent."""
-    controller_mod = pytest.importorskip("aiosmtpd.controller")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    handler = _Collect()
-    controller = controller_mod.Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
-
 
 def test_email_is_sent_after_commit_once_only(app, pages, demo_core, project_id, smtp_server):
     handler, port = smtp_server

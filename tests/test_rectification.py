@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from engine.clock import FixedClock
 from engine.deployment import ModelFiles
 from engine.errors import DeploymentError
 from storage.models import AuditEvent, Problem, ProcessVersion
@@ -17,6 +18,12 @@ from storage.models import AuditEvent, Problem, ProcessVersion
 FINDER_DIR = Path(__file__).parent / "models" / "problem_finder"
 PROCESSES = Path(__file__).resolve().parent.parent / "processes"
 EVIDENCE = [{"title": "Revised payment rules", "reference": "EDU-2027-17"}]
+
+
+@pytest.fixture
+def clock():
+    """Time stands still until a test moves it (deadlines, reminders and escalation)."""
+    return FixedClock(datetime(2027, 3, 1, 8, 0))
 
 
 @pytest.fixture
@@ -158,3 +165,36 @@ def test_running_cases_keep_the_rectification_version_they_started_with(demo_cor
     assert api("school_unit").post(f"/api/v1/tasks/{task['id']}/complete", json={"data": {
         "rectification_measures": "Reported", "rectification_evidence": EVIDENCE}}).status_code == 200
     assert [t["name"] for t in open_tasks(api, "edu_section", case_id)] == ["Check the rectification"]
+
+
+def test_rectification_is_reminded_before_its_deadline_and_escalated_after_it(demo_core, finder, api, clock):
+    """The diagram declares reminders 7 days and 1 day before the deadline and, once it has
+    passed, escalation to the funding business section that checks the rectification."""
+    from engine.worker import TimerWorker
+    from storage.models import Notification, User
+
+    case_id = start_finder(api, [{"description": "Payments made without contracts"}])
+    [task] = open_tasks(api, "school_unit", case_id)
+    deadline = datetime.fromisoformat(task["due_at"])
+    assert deadline == datetime.combine((clock.now() + timedelta(days=30)).date(), datetime.max.time()).replace(
+        microsecond=0)
+
+    def alerts():
+        with demo_core.db.reading() as s:
+            return [(u, n.kind) for n, u in s.execute(
+                select(Notification, User.username).join(User, User.id == Notification.user_id)
+                .where(Notification.kind.in_(["reminder", "escalation"])).order_by(Notification.id))]
+
+    clock.advance(days=23)     # the 24th, 08:00: the first reminder is due at the end of that day
+    assert TimerWorker(demo_core).run_once().reminded == []
+    clock.current = deadline - timedelta(days=7)
+    assert TimerWorker(demo_core).run_once().reminded == [task["id"]]
+    clock.current = deadline - timedelta(days=1)
+    assert TimerWorker(demo_core).run_once().reminded == [task["id"]]
+    assert alerts() == [("school_unit", "reminder")] * 2
+    clock.current = deadline + timedelta(seconds=1)
+    assert TimerWorker(demo_core).run_once().escalated == [task["id"]]
+    assert alerts()[2:] == [("edu_section", "escalation"), ("school_unit", "escalation")]
+    detail = api("edu_section").get(f"/api/v1/tasks/{task['id']}").get_json()
+    assert detail["overdue"] is True and detail["escalated_to"] == "funding"
+    assert detail["escalated_to_name"] == "Funding business section"

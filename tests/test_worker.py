@@ -299,3 +299,25 @@ def test_a_due_in_that_is_no_duration_is_refused_at_deployment(demo_core):
     with pytest.raises(DeploymentError) as error:
         demo_core.processes.deploy(files)
     assert "dueIn '10 days'" in str(error.value)
+
+
+def test_a_timer_start_event_holds_the_case_until_it_fires(demo_core, actor, project_id, clock, pages):
+    """A process whose start event is a timer: the case is opened now and its work begins when
+    the timer fires, through the worker like any other timer."""
+    demo_core.processes.deploy_folder(Path(__file__).parent / "models" / "timer_start_demo")
+    case_id = demo_core.cases.start(actor("perf1"), "timer_start_demo", project_id("EDU-2027-001")).id
+    case = case_row(demo_core, case_id)
+    assert case.status == "running" and case.current_steps == "Three days' notice"
+    assert case.next_due_at == START + timedelta(days=3)
+    assert open_task(demo_core, case_id) is None
+    assert "Three days&#39; notice" in pages("perf1").get(f"/cases/{case_id}").get_data(as_text=True)
+
+    clock.advance(days=3, seconds=1)
+    result = TimerWorker(demo_core).run_once()
+    assert list(result.fired) == [case_id]
+    [event] = timer_events(demo_core, case_id)
+    assert event.data["timers"][0]["name"] == "Three days' notice"
+    task = open_task(demo_core, case_id)
+    assert task.step == "report" and task.created_at == clock.now()
+    assert case_row(demo_core, case_id).next_due_at is None
+    assert TimerWorker(demo_core).run_once().fired == {}

@@ -101,11 +101,15 @@ def register(app: Flask) -> None:
         """Fire due timers and launch scheduled campaigns; loops, sleeping until the next due time."""
         import logging
         from engine.worker import TimerWorker
-        worker = TimerWorker(core())
+        from .notifications import email_settings
+        from flask import current_app
+        worker = TimerWorker(core(), email=email_settings(current_app))
         if once:
             result = worker.run_once()
             click.echo(f"Timers fired in {len(result.fired)} case(s)"
                        + (f", {len(result.failed)} failed" if result.failed else "")
+                       + (f"; {len(result.reminded)} reminder(s)" if result.reminded else "")
+                       + (f"; {len(result.escalated)} escalation(s)" if result.escalated else "")
                        + (f"; launched campaign(s) {', '.join(map(str, result.campaigns))}" if result.campaigns else ""))
             if result.failed:
                 sys.exit(1)
@@ -119,6 +123,13 @@ def register(app: Flask) -> None:
             worker.run_forever()
         except KeyboardInterrupt:
             pass
+
+    @app.cli.command("analyze")
+    def analyze_command():
+        """Refresh the database's query planner statistics (after a large import; now and then on SQLite)."""
+        from storage.schema import analyze
+        analyze(core().db)
+        click.echo("Planner statistics refreshed.")
 
     @app.cli.command("backup")
     @click.argument("path", type=click.Path())

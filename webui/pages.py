@@ -1,7 +1,7 @@
 """HTML pages: inbox, task, case, cases, start. Thin: parse the request, call the engine, render."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from engine.errors import InvalidData
@@ -19,7 +19,10 @@ PAGE_SIZE = 50
 def _navigation():
     from flask_login import current_user
     if getattr(current_user, "is_authenticated", False):
-        return {"inbox_count": core().reads.inbox_count(current_actor()), "actor": current_actor(),
+        count = g.get("inbox_count")
+        if count is None:
+            count = core().reads.inbox_count(current_actor())
+        return {"inbox_count": count, "actor": current_actor(),
                 "role_names": ROLES}
     return {"role_names": ROLES}
 
@@ -34,8 +37,8 @@ def index():
 @login_required
 def inbox():
     actor = current_actor()
-    mine, mine_total = core().reads.inbox(actor, "mine", PAGE_SIZE)
-    group, group_total = core().reads.inbox(actor, "group", PAGE_SIZE)
+    mine, mine_total, group, group_total = core().reads.inbox_page(actor, PAGE_SIZE)
+    g.inbox_count = mine_total + group_total   # the badge: 'mine' and 'group' never overlap
     return render_template("inbox.html", mine=mine, mine_total=mine_total, group=group, group_total=group_total)
 
 

@@ -12,7 +12,8 @@ class _Server(BaseApplication):
 
     def load_config(self):
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:    # settings newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
 
     def load(self):
         return self.application
@@ -25,12 +26,19 @@ def _timers_in_worker(app):
     per case), and the thread dies with its process, so gunicorn's restarts manage it."""
     def hook(_worker):
         from engine.worker import TimerWorker
+        from .notifications import email_settings
+        TimerWorker(app.extensions["perfbudget"], email=email_settings(app)).start_thread()
+    return hook
+
+
+def _own_connections(app):
+    """gunicorn's post_fork hook: a serving process starts with no database connection of the
+    master's. Forgotten, not closed: closing would end the master's sessions under it."""
+    def hook(_arbiter, _worker):
         core = app.extensions["perfbudget"]
-        # Connections opened by the master before the fork are its own: start afresh here.
         core.db.engine.dispose(close=False)
         if core.db.read_engine is not core.db.engine:
             core.db.read_engine.dispose(close=False)
-        TimerWorker(core).start_thread()
     return hook
 
 
@@ -42,7 +50,19 @@ def serve(app, host: str, port: int, threads: int, workers: int = 1, timers: boo
         "threads": threads,
         "accesslog": "-",
         "timeout": 60,
+        # gunicorn 27's control socket sits at one path per user (~/.gunicorn/gunicorn.ctl): two
+        # servers on one machine (tests, benchmarks, a second instance) would fight over it.
+        "control_socket_disable": True,
     }
+    options["post_fork"] = _own_connections(app)
     if timers:
         options["post_worker_init"] = _timers_in_worker(app)
+    # Close what the master opened (init, the spec warm-up) before it forks. A pooled connection
+    # inherited by a serving process shares its socket with the master and with every serving
+    # process forked before: on PostgreSQL, one SIGKILLed in the middle of a transaction left
+    # the server-side session open in that transaction, and the next process forked took the
+    # connection over and read the dead one's half-consumed answers (500s), or carried on
+    # inside its transaction and could commit half of a request that never returned.
+    core = app.extensions["perfbudget"]
+    core.db.dispose()
     _Server(app, options).run()

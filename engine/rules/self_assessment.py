@@ -35,7 +35,8 @@ def quantitative_score(operator: str, target, actual, weight) -> Decimal:
         if target <= 0:
             raise ScoreRefused("a '≥' target must be positive")
         if operator == "=":
-            return weight if actual == target else min(actual / target, Decimal(1)) * weight
+            # Like '≥' below: a negative actual scores nothing, never less than nothing.
+            return weight if actual == target else min(max(actual, Decimal(0)) / target, Decimal(1)) * weight
         return weight if actual >= target else max(actual, Decimal(0)) / target * weight
     if operator in ("<=", "<"):
         if target <= 0:
