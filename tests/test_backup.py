@@ -512,3 +512,17 @@ def test_the_password_goes_in_the_environment_never_on_the_command_line():
     with pytest.raises(BackupError) as caught:
         backup.pg_command("pg_dump", url + "&krbsrvname=x", [])
     assert caught.value.message == "the database URL option 'krbsrvname' is not supported by backup and restore"
+
+
+def test_analyze_refreshes_the_planner_statistics(app, demo_core):
+    """`perfbudget analyze`: afterwards the planner has statistics of the (non-empty) users table."""
+    from sqlalchemy import text
+    result = app.test_cli_runner().invoke(args=["analyze"])
+    assert result.exit_code == 0 and "Planner statistics refreshed." in result.output
+    with demo_core.db.reading() as s:
+        if demo_core.db.is_sqlite:
+            analysed = s.execute(text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'users'")).scalar()
+            assert analysed >= 1
+        else:
+            when = s.execute(text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'users'"))
+            assert when.scalar() is not None
