@@ -121,11 +121,16 @@ def first_at(alerts: list[dict]) -> datetime | None:
     return datetime.fromisoformat(alerts[0]["at"]) if alerts else None
 
 
+def is_overdue(due_at: datetime | None, now: datetime | None) -> bool:
+    """Past its due date by the app's clock (naive UTC, like every stored time)."""
+    return bool(now is not None and due_at is not None and due_at < now)
+
+
 def case_deadline(due_at: datetime | None, escalated: bool, now: datetime) -> dict:
     """What a case list shows about deadlines: the earliest due date of the case's open tasks
     (storage.deadline_queries.open_task_deadlines), whether it has passed, and any escalation."""
     return {"due_at": due_at.isoformat() if due_at is not None else None,
-            "overdue": bool(due_at is not None and due_at < now), "escalated": escalated}
+            "overdue": is_overdue(due_at, now), "escalated": escalated}
 
 
 @dataclass

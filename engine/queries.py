@@ -10,7 +10,7 @@ from storage.models import Case, HumanTask, Project
 
 from .access import Actor
 from .attachments import summary as attachment_summary
-from .deadlines import case_deadline
+from .deadlines import case_deadline, is_overdue
 from .cases import user_task_form_files
 from .clock import Clock
 from .errors import Conflict, NotFound, PermissionDenied
@@ -28,7 +28,7 @@ def _iso(value):
 def deadline_fields(due_at, escalated_at, escalated_to, now) -> dict:
     """What every list shows about a task's deadline: overdue by the app's clock, and whether
     (and to whom) it was escalated."""
-    return {"overdue": bool(now is not None and due_at is not None and due_at < now),
+    return {"overdue": is_overdue(due_at, now),
             "escalated_at": _iso(escalated_at), "escalated_to": escalated_to or None,
             "escalated_to_name": ROLES.get(escalated_to) if escalated_to else None}
 
@@ -232,8 +232,8 @@ class ReadService:
         those waiting for their roles, each with its total (their sum is inbox_count)."""
         bureau_roles = [r for r in actor.roles if r in BUREAU_WIDE]
         with self.db.reading() as s:
-            mine, mine_total = queries.inbox(s, actor.id, actor.grants, bureau_roles, "mine", limit)
-            group, group_total = queries.inbox(s, actor.id, actor.grants, bureau_roles, "group", limit)
+            mine, mine_total, group, group_total = queries.inbox_mine_and_group(
+                s, actor.id, actor.grants, bureau_roles, limit)
         return ([task_row_summary(r, self.clock.now()) for r in mine], mine_total,
                 [task_row_summary(r, self.clock.now()) for r in group], group_total)
 
@@ -242,8 +242,8 @@ class ReadService:
 
     def cases(self, actor: Actor, *, limit: int = 50, offset: int = 0, **filters) -> tuple[list[dict], int]:
         with self.db.reading() as s:
-            visibility = queries.case_visibility(actor.grants, actor.sees_all_cases, actor.id, s)
-            rows, total = queries.list_cases(s, visibility, limit=limit, offset=offset, **filters)
+            branches = queries.case_visibility_branches(actor.grants, actor.sees_all_cases, actor.id, s)
+            rows, total = queries.list_cases(s, branches, limit=limit, offset=offset, **filters)
             deadlines = deadline_queries.open_task_deadlines(s, [r.id for r in rows])
         now = self.clock.now()
         return [{**case_row_summary(r), **case_deadline(*deadlines.get(r.id, (None, False)), now)}

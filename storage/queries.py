@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, exists, false, func, or_, select, text, union_all, update
+from sqlalchemy import ARRAY, Integer, Select, and_, any_, bindparam, exists, false, func, literal_column, or_, select, text, union_all, update
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .models import (
-    GROUP_QUEUE, ApiToken, AuditEvent, Case, HumanTask, Organisation, ProcessFile, ProcessVersion, Project,
+    GROUP_QUEUE, ApiToken, AuditEvent, Case, CaseCount, HumanTask, Organisation, ProcessFile, ProcessVersion, Project,
     ProjectGoals, RoleGrant, User,
 )
 
@@ -158,14 +159,73 @@ def case_visibility(grants, sees_all: bool, user_id: int, s: Session | None = No
     return or_(*conds)
 
 
-def list_cases(s: Session, visibility, *, process: str | None = None, status: str | None = None,
+def case_visibility_branches(grants, sees_all: bool, user_id: int, s: Session) -> list | None:
+    """What this user may see as disjoint WHERE clauses on Case (None: everything), for lists:
+    the cases they started; their units' other cases; the other cases of the projects their
+    department or section oversees. Each is one range of a covering index (migration 0012), so a
+    total is a sum of index-only counts and a page a merge of short ranges; an OR of the three
+    made PostgreSQL read every visible row from the table (18,000 for a funding section)."""
+    if sees_all:
+        return None
+    if any(r == "third_party" for r, _ in grants):     # a few cases: the plain OR is cheap
+        return [case_visibility(grants, sees_all, user_id, s)]
+    branches = [Case.started_by_id == user_id]
+    others = [or_(Case.started_by_id.is_(None), Case.started_by_id != user_id)]
+    unit_orgs = sorted({o for r, o in grants if r == "unit"})
+    if unit_orgs:
+        branches.append(and_(Case.org_id.in_(unit_orgs), *others))
+        others.append(Case.org_id.not_in(unit_orgs))
+    overseen = [column.in_(sorted({o for r, o in grants if r == role}))
+                for role, column in (("competent", Project.competent_id), ("funding", Project.funding_id))
+                if any(r == role for r, _ in grants)]
+    if overseen:
+        # The projects' ids, not a subquery: with `IN (SELECT ...)` PostgreSQL estimated a
+        # hash join and scanned all cases (100 ms); with the ids it reads the index ranges.
+        ids = list(s.scalars(select(Project.id).where(or_(*overseen)).order_by(Project.id)))
+        if ids:
+            branches.append(and_(_among(s, Case.project_id, ids), *others))
+    return branches
+
+
+def _among(s: Session, column, ids: list[int]):
+    """`column IN (ids)`; on PostgreSQL `= ANY(array)`, one parameter instead of hundreds (a
+    funding section's 540 project ids cost the client about 10 ms per statement to render,
+    cast and send as separate parameters)."""
+    if s.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
+def _counted_cases(s: Session, *, process, status, org, year) -> int:
+    """The number of all cases matching the filters, from the trigger-kept case_counts."""
+    conds = []
+    if process:
+        conds.append(CaseCount.process_key == process)
+    if status:
+        conds.append(CaseCount.status == status)
+    if org:
+        conds.append(CaseCount.org_id == select(Organisation.id).where(Organisation.code == org).scalar_subquery())
+    if year:
+        conds.append(CaseCount.year == year)
+    return s.scalar(select(func.coalesce(func.sum(CaseCount.n), 0)).where(*conds)) or 0
+
+
+_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def list_cases(s: Session, branches: list | None, *, process: str | None = None, status: str | None = None,
                org: str | None = None, year: int | None = None, project_id: int | None = None,
                limit: int = 50, offset: int = 0) -> tuple[list, int]:
     """One page of cases, newest first, as rows of the columns the list shows (no ORM objects,
-    so nothing is loaded per row), and the number of all matching cases."""
+    so nothing is loaded per row), and the number of all matching cases. `branches` are the
+    disjoint visibility clauses of case_visibility_branches (None: every case)."""
+    if s.get_bind().dialect.name == "postgresql":
+        # Plan these statements for their values every time, even once psycopg has prepared
+        # them (storage.db, _end_read): a generic plan cannot see how many projects a user
+        # oversees or how selective a filter is, and PostgreSQL's generic plans made scoped
+        # lists 10-20 ms slower. Only to the end of this read's transaction.
+        s.execute(_CUSTOM_PLANS)
     conds = []
-    if visibility is not None:
-        conds.append(visibility)
     if process:
         conds.append(Case.process_key == process)
     if status:
@@ -178,13 +238,26 @@ def list_cases(s: Session, visibility, *, process: str | None = None, status: st
         conds.append(Case.year == year)
     if project_id:
         conds.append(Case.project_id == project_id)
-    total = s.scalar(select(func.count(Case.id)).where(*conds)) or 0
+    if branches is None and not project_id:
+        total = _counted_cases(s, process=process, status=status, org=org, year=year)
+    else:
+        counts = [select(func.count()).select_from(Case).where(*conds, *branch).scalar_subquery()
+                  for branch in ([()] if branches is None else [[b] for b in branches])]
+        total = s.scalar(select(sum(counts[1:], counts[0]))) or 0
     if not limit or offset >= total:
         return [], total
-    # The page's ids first (one index range in started_at order, or the visible ids sorted),
-    # then the shown columns of those 50 rows.
-    page = (select(Case.id).where(*conds).order_by(Case.started_at.desc(), Case.id.desc())
-            .limit(limit).offset(offset)).subquery()
+    # The page's ids first (each branch's first offset+limit in started_at order, merged), then
+    # the shown columns of those 50 rows.
+    order = (Case.started_at.desc(), Case.id.desc())
+    if branches is None or len(branches) == 1:
+        page = (select(Case.id).where(*conds, *(branches or ())).order_by(*order)
+                .limit(limit).offset(offset)).subquery()
+    else:
+        parts = [select(Case.id, Case.started_at).where(*conds, branch).order_by(*order).limit(offset + limit)
+                 .subquery() for branch in branches]
+        merged = union_all(*(select(p.c.id, p.c.started_at) for p in parts)).subquery()
+        page = (select(merged.c.id).order_by(merged.c.started_at.desc(), merged.c.id.desc())
+                .limit(limit).offset(offset)).subquery()
     rows = s.execute(
         select(Case.id, Case.process_key, Case.title, Case.year, Case.status, Case.current_steps,
                Case.started_at, Case.updated_at, Case.completed_at, Case.error_message,
@@ -196,28 +269,32 @@ def list_cases(s: Session, visibility, *, process: str | None = None, status: st
         .join(ProcessVersion, ProcessVersion.id == Case.process_version_id)
         .join(Organisation, Organisation.id == Case.org_id)
         .outerjoin(Project, Project.id == Case.project_id)
-        .order_by(Case.started_at.desc(), Case.id.desc())).all()
+        .order_by(*order)).all()
     return rows, total
 
 
 # ---- tasks ------------------------------------------------------------------------------
 
-def _inbox_ranges(user_id: int, grants, bureau_roles, scope: str) -> list:
-    """The inbox as disjoint conditions on open human_tasks, each one index range: 'mine' is
-    (assignee_id = me) on ix_human_tasks_assignee_status, 'group' one range of
-    ix_human_tasks_open_role_org per role and organisation held (unclaimed rows; bureau-wide
-    roles with org_id NULL). A row-value IN or an OR of the two scopes would make the planners
-    read all open rows instead."""
-    ranges = []
+def _inbox_shape(user_id: int, grants, bureau_roles, scope: str) -> tuple[tuple[str, ...], dict]:
+    """The inbox as disjoint ranges of open human_tasks, each one index range: 'mine' is
+    (assignee_id = me) on ix_human_tasks_assignee_status, 'group' one range of the partial
+    queue indexes per role and organisation held (unclaimed rows; bureau-wide roles with
+    org_id NULL). A row-value IN or an OR of the two scopes would make the planners read all
+    open rows instead. Returns the kind of each range ('mine', 'org', 'bureau') and the values
+    of their parameters, named after the scope: the statements are built once per shape."""
+    kinds, params = [], {}
     if scope in ("mine", "all"):
-        ranges.append(and_(HumanTask.status == "open", HumanTask.assignee_id == user_id))
+        kinds.append("mine")
+        params[f"{scope}_u"] = user_id
     if scope in ("group", "all"):
         pairs = sorted({(r, o) for r, o in grants if r not in bureau_roles})
         pairs += [(r, None) for r in sorted(set(bureau_roles))]
         for role, org_id in pairs:
-            ranges.append(and_(_QUEUE, HumanTask.role == role,
-                               HumanTask.org_id.is_(None) if org_id is None else HumanTask.org_id == org_id))
-    return ranges
+            params[f"{scope}_r{len(kinds)}"] = role
+            if org_id is not None:
+                params[f"{scope}_o{len(kinds)}"] = org_id
+            kinds.append("bureau" if org_id is None else "org")
+    return tuple(kinds), params
 
 
 # The terms of the partial indexes ix_human_tasks_queue_* as literal SQL: a bound parameter
@@ -227,43 +304,105 @@ _Assignee = aliased(User)
 _CompletedBy = aliased(User)
 
 
-def inbox(s: Session, user_id: int, grants, bureau_roles: list[str], scope: str = "all",
-          limit: int = 50, offset: int = 0) -> tuple[list, int]:
-    """Open tasks: scope 'mine' (assigned to me), 'group' (unassigned, my roles), or 'all'.
-    Rows of the columns an inbox shows, oldest first, and the exact number of such tasks."""
-    ranges = _inbox_ranges(user_id, grants, bureau_roles, scope)
-    if not ranges:
-        return [], 0
-    counts = [select(func.count()).select_from(HumanTask).where(r).scalar_subquery()
-              for r in ranges]
-    total = s.scalar(select(sum(counts[1:], counts[0]))) or 0
-    if not limit or offset >= total:
-        return [], total
-    # Each range's first offset+limit rows in index order, merged: at most a few hundred ids.
-    n = offset + limit
+def _ranges(scope: str, kinds: tuple[str, ...]) -> list:
+    out = []
+    for i, kind in enumerate(kinds):
+        if kind == "mine":
+            out.append(and_(HumanTask.status == "open", HumanTask.assignee_id == bindparam(f"{scope}_u")))
+        else:
+            out.append(and_(_QUEUE, HumanTask.role == bindparam(f"{scope}_r{i}"),
+                            HumanTask.org_id.is_(None) if kind == "bureau"
+                            else HumanTask.org_id == bindparam(f"{scope}_o{i}")))
+    return out
+
+
+def _count_of(ranges):
+    """The number of rows in disjoint ranges: one index-only count per range, summed."""
+    counts = [select(func.count()).select_from(HumanTask).where(r).scalar_subquery() for r in ranges]
+    return sum(counts[1:], counts[0])
+
+
+def _first_ids(scope: str, ranges):
+    """The ids of the first `{scope}_n` rows after `{scope}_off` of disjoint ranges, oldest
+    first: each range's first `{scope}_upto` (offset + n) rows in index order, merged (at most a
+    few hundred ids)."""
+    upto, n, off = (bindparam(f"{scope}_{name}", type_=Integer) for name in ("upto", "n", "off"))
     parts = [select(HumanTask.id, HumanTask.created_at).where(r)
-             .order_by(HumanTask.created_at, HumanTask.id).limit(n).subquery() for r in ranges]
+             .order_by(HumanTask.created_at, HumanTask.id).limit(upto).subquery() for r in ranges]
     merged = union_all(*(select(p.c.id, p.c.created_at) for p in parts)).subquery() if len(parts) > 1 else parts[0]
-    page = select(merged.c.id).order_by(merged.c.created_at, merged.c.id).limit(limit).offset(offset).subquery()
-    rows = s.execute(
+    return select(merged.c.id).order_by(merged.c.created_at, merged.c.id).limit(n).offset(off)
+
+
+# Built once per shape of a user's roles (a few dozen in a bureau): building a statement of
+# eight subqueries and its cache key cost more than running it.
+@lru_cache(maxsize=256)
+def _inbox_count_statement(shapes: tuple) -> Select:
+    """One row with a total per (scope, kinds) of `shapes`, labelled by scope."""
+    return select(*(_count_of(_ranges(scope, kinds)).label(scope) for scope, kinds in shapes))
+
+
+@lru_cache(maxsize=256)
+def _inbox_rows_statement(shapes: tuple) -> Select:
+    """The shown columns of the tasks of each scope's page, oldest first, each row tagged with
+    its scope (`page`): one joined SELECT for all pages."""
+    tagged = [select(_first_ids(scope, _ranges(scope, kinds)).subquery().c.id,
+                     literal_column(f"'{scope}'").label("page")) for scope, kinds in shapes]
+    page = (union_all(*tagged) if len(tagged) > 1 else tagged[0]).subquery()
+    return (
         select(HumanTask.id, HumanTask.case_id, HumanTask.name, HumanTask.step, HumanTask.title, HumanTask.role,
                HumanTask.status, HumanTask.created_at, HumanTask.due_at, HumanTask.completed_at,
-               HumanTask.escalated_at, HumanTask.escalated_to,
                HumanTask.escalated_at, HumanTask.escalated_to,
                Organisation.code.label("org_code"), Organisation.name.label("org_name"),
                _Assignee.username.label("assignee"), _Assignee.display_name.label("assignee_name"),
                _CompletedBy.username.label("completed_by"),
                Case.process_key, Case.title.label("case_title"),
                Project.id.label("project_id"), Project.code.label("project_code"),
-               Project.name.label("project_name"))
+               Project.name.label("project_name"), page.c.page)
         .join(page, page.c.id == HumanTask.id)
         .join(Case, Case.id == HumanTask.case_id)
         .outerjoin(Project, Project.id == Case.project_id)
         .outerjoin(Organisation, Organisation.id == HumanTask.org_id)
         .outerjoin(_Assignee, _Assignee.id == HumanTask.assignee_id)
         .outerjoin(_CompletedBy, _CompletedBy.id == HumanTask.completed_by_id)
-        .order_by(HumanTask.created_at, HumanTask.id)).all()
-    return rows, total
+        .order_by(HumanTask.created_at, HumanTask.id))
+
+
+def inbox(s: Session, user_id: int, grants, bureau_roles: list[str], scope: str = "all",
+          limit: int = 50, offset: int = 0) -> tuple[list, int]:
+    """Open tasks: scope 'mine' (assigned to me), 'group' (unassigned, my roles), or 'all'.
+    Rows of the columns an inbox shows, oldest first, and the exact number of such tasks."""
+    kinds, params = _inbox_shape(user_id, grants, bureau_roles, scope)
+    if not kinds:
+        return [], 0
+    shapes = ((scope, kinds),)
+    total = s.execute(_inbox_count_statement(shapes), params).scalar() or 0
+    if not limit or offset >= total:
+        return [], total
+    params.update({f"{scope}_upto": offset + limit, f"{scope}_n": limit, f"{scope}_off": offset})
+    return s.execute(_inbox_rows_statement(shapes), params).all(), total
+
+
+def inbox_mine_and_group(s: Session, user_id: int, grants, bureau_roles: list[str],
+                         limit: int = 50) -> tuple[list, int, list, int]:
+    """The inbox page: the first tasks assigned to me and those waiting for my roles, with both
+    totals, in two statements (the counts together, then the rows of both pages)."""
+    shapes, params = [], {}
+    for scope in ("mine", "group"):
+        kinds, values = _inbox_shape(user_id, grants, bureau_roles, scope)
+        if kinds:
+            shapes.append((scope, kinds))
+            params.update(values)
+    totals = dict.fromkeys(("mine", "group"), 0)
+    if shapes:
+        totals.update(s.execute(_inbox_count_statement(tuple(shapes)), params).one()._mapping)
+    rows: dict[str, list] = {"mine": [], "group": []}
+    paged = tuple((scope, kinds) for scope, kinds in shapes if totals[scope] and limit)
+    if paged:
+        for scope, _ in paged:
+            params.update({f"{scope}_upto": limit, f"{scope}_n": limit, f"{scope}_off": 0})
+        for row in s.execute(_inbox_rows_statement(paged), params):
+            rows[row.page].append(row)
+    return rows["mine"], totals["mine"], rows["group"], totals["group"]
 
 
 _OPEN_TASKS_OF_CASE = (select(HumanTask).where(HumanTask.case_id == bindparam("b_case"), HumanTask.status == "open")

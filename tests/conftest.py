@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -16,6 +17,7 @@ from engine.clock import Clock
 from webui import create_app
 
 PG_URL = os.environ.get("PERFBUDGET_TEST_DATABASE_URL")
+TEST_MODELS_DIR = Path(__file__).parent / "models"
 
 
 def _admin_engine():
@@ -94,6 +96,17 @@ def core(database_url, clock):
 def demo_core(core):
     """Alias of `core`, for tests that use the demo users and projects."""
     return core
+
+
+@pytest.fixture
+def deploy_test_model(demo_core):
+    """deploy_test_model('timer_demo') -> the version deployed from tests/models/timer_demo,
+    which must be a new deployment."""
+    def deploy(name: str):
+        version, created = demo_core.processes.deploy_folder(TEST_MODELS_DIR / name)
+        assert created, f"tests/models/{name} was already deployed"
+        return version
+    return deploy
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ to the next level or a named role; the rectification diagram uses both."""
 from __future__ import annotations
 
 import re
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from engine.clock import FixedClock
 from engine.errors import DeploymentError
 from engine.worker import TimerWorker
 from storage.models import AuditEvent, HumanTask, Notification, User
+from task_helpers import open_task, run_at_once
 
 MODEL_DIR = Path(__file__).parent / "models" / "deadline_demo"
 START = datetime(2027, 3, 1, 8, 0)
@@ -28,19 +28,12 @@ def clock():
 
 
 @pytest.fixture
-def deadline_demo(demo_core):
-    version, created = demo_core.processes.deploy_folder(MODEL_DIR)
-    assert created
-    return version
+def deadline_demo(deploy_test_model):
+    return deploy_test_model("deadline_demo")
 
 
 def start_case(core, actor, project_id, code="EDU-2027-001") -> int:
     return core.cases.start(actor("school_unit"), "deadline_demo", project_id(code)).id
-
-
-def open_task(core, case_id: int) -> HumanTask:
-    with core.db.reading() as s:
-        return s.scalars(select(HumanTask).where(HumanTask.case_id == case_id, HumanTask.status == "open")).one()
 
 
 def notified(core, kind: str) -> list[tuple[str, str, str]]:
@@ -66,7 +59,7 @@ def run(core) -> tuple[list[int], list[int]]:
 def test_a_task_is_reminded_before_it_is_due_and_escalated_to_the_next_level_after(
         demo_core, deadline_demo, actor, project_id, clock, app, pages):
     case_id = start_case(demo_core, actor, project_id)
-    task = open_task(demo_core, case_id)
+    task = open_task(demo_core, case_id, required=True)
     assert task.due_at == START + timedelta(days=10)
     assert task.alert_at == START + timedelta(days=7)
     assert [a["kind"] for a in task.alerts] == ["reminder", "reminder", "escalation"]
@@ -100,7 +93,7 @@ def test_a_task_is_reminded_before_it_is_due_and_escalated_to_the_next_level_aft
     assert "escalated to competent department" in escalations[1][2]
     [event] = audit(demo_core, case_id, "escalated")
     assert event.data["to"] == "competent"
-    row = open_task(demo_core, case_id)
+    row = open_task(demo_core, case_id, required=True)
     assert row.escalated_to == "competent" and row.escalated_at == clock.now()
     assert row.alert_at is None and not row.alerts
     # The competent department follows the escalation's link to the task, which it may read.
@@ -118,7 +111,7 @@ def test_a_task_is_reminded_before_it_is_due_and_escalated_to_the_next_level_aft
 def test_the_inbox_case_page_and_api_show_an_escalated_overdue_task(
         demo_core, deadline_demo, actor, project_id, clock, pages, api):
     case_id = start_case(demo_core, actor, project_id)
-    task = open_task(demo_core, case_id)
+    task = open_task(demo_core, case_id, required=True)
     clock.advance(days=11, seconds=1)
     assert run(demo_core) == ([], [task.id])       # the reminders' moments passed: only the escalation
     assert notified(demo_core, "reminder") == []
@@ -134,12 +127,12 @@ def test_the_inbox_case_page_and_api_show_an_escalated_overdue_task(
 def test_a_task_done_in_time_is_not_chased_and_the_next_task_escalates_to_a_named_role(
         demo_core, deadline_demo, actor, project_id, clock):
     case_id = start_case(demo_core, actor, project_id)
-    report = open_task(demo_core, case_id)
+    report = open_task(demo_core, case_id, required=True)
     clock.advance(days=2)
     demo_core.cases.complete(actor("school_unit"), report.id, {})
     with demo_core.db.reading() as s:
         assert s.get(HumanTask, report.id).alert_at is None
-    check = open_task(demo_core, case_id)
+    check = open_task(demo_core, case_id, required=True)
     assert check.role == "performance" and check.due_at == clock.now() + timedelta(days=5)
     clock.advance(days=4, seconds=1)
     assert run(demo_core) == ([check.id], [])
@@ -154,27 +147,10 @@ def test_several_workers_send_each_alert_exactly_once(demo_core, deadline_demo, 
     codes = ["EDU-2027-001", "EDU-2027-002", "EDU-2027-003", "EDU-2027-004"]
     tasks = []
     for code in codes:
-        tasks.append(open_task(demo_core, start_case(demo_core, actor, project_id, code)).id)
+        tasks.append(open_task(demo_core, start_case(demo_core, actor, project_id, code), required=True).id)
     clock.advance(days=7, seconds=1)
-    workers = [PerfBudget(demo_core.db.url, clock=clock) for _ in range(3)]
-    barrier = threading.Barrier(len(workers))
-    results, errors = [], []
-
-    def work(core):
-        try:
-            barrier.wait()
-            results.append(core.deadlines.run_due(batch=2))
-        except Exception as exc:    # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(core,)) for core in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    for core in workers:
-        core.close()
-    assert not errors
+    results = run_at_once([PerfBudget(demo_core.db.url, clock=clock) for _ in range(3)],
+                          lambda core: core.deadlines.run_due(batch=2))
     assert sorted(t for r in results for t in r.reminded) == sorted(tasks)
     assert len(notified(demo_core, "reminder")) == len(tasks)
     with demo_core.db.reading() as s:

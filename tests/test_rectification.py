@@ -27,10 +27,8 @@ def clock():
 
 
 @pytest.fixture
-def finder(demo_core):
-    row, created = demo_core.processes.deploy_folder(FINDER_DIR)
-    assert created
-    return row
+def finder(deploy_test_model):
+    return deploy_test_model("problem_finder")
 
 
 def start_finder(api, problems: list[dict]) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from engine.app import PerfBudget
 from engine.clock import FixedClock
 from engine.worker import TimerWorker
 from storage.models import AuditEvent, Campaign, Case, HumanTask
+from task_helpers import open_task, run_at_once
 
 MODEL_DIR = Path(__file__).parent / "models" / "timer_demo"
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,19 +30,12 @@ def clock():
 
 
 @pytest.fixture
-def timer_demo(demo_core):
-    version, created = demo_core.processes.deploy_folder(MODEL_DIR)
-    assert created
-    return version
+def timer_demo(deploy_test_model):
+    return deploy_test_model("timer_demo")
 
 
 def start_case(core, actor, project_id) -> int:
     return core.cases.start(actor("perf1"), "timer_demo", project_id("EDU-2027-001")).id
-
-
-def open_task(core, case_id: int) -> HumanTask | None:
-    with core.db.reading() as s:
-        return s.scalars(select(HumanTask).where(HumanTask.case_id == case_id, HumanTask.status == "open")).first()
 
 
 def prepare_done(core, actor, case_id: int) -> None:
@@ -165,25 +158,8 @@ def _assert_each_fired_once(core, cases: list[int]) -> None:
 
 def test_several_worker_threads_fire_each_timer_exactly_once(demo_core, timer_demo, actor, project_id, clock):
     cases = _due_cases(demo_core, actor, project_id, clock, 12)
-    workers = [PerfBudget(demo_core.db.url, clock=clock) for _ in range(3)]
-    barrier = threading.Barrier(len(workers))
-    results, errors = [], []
-
-    def run(core):
-        try:
-            barrier.wait()
-            results.append(TimerWorker(core, batch=4).run_once())
-        except Exception as exc:    # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(core,)) for core in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    for core in workers:
-        core.close()
-    assert not errors
+    results = run_at_once([PerfBudget(demo_core.db.url, clock=clock) for _ in range(3)],
+                          lambda core: TimerWorker(core, batch=4).run_once())
     assert not any(r.failed for r in results)
     fired = [case_id for r in results for case_id in r.fired]
     assert sorted(fired) == sorted(cases)          # between them, each case once
@@ -253,20 +229,8 @@ def test_the_monitoring_campaign_starts_by_itself_once_on_its_date(demo_core, bu
     assert TimerWorker(demo_core).run_once().campaigns == []
     clock.current = datetime(2027, 9, 30, 0, 5)
 
-    results = []
-    workers = [PerfBudget(demo_core.db.url, clock=clock) for _ in range(3)]
-    barrier = threading.Barrier(3)
-
-    def run(core):
-        barrier.wait()
-        results.append(TimerWorker(core).run_once())
-    threads = [threading.Thread(target=run, args=(core,)) for core in workers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    for core in workers:
-        core.close()
+    results = run_at_once([PerfBudget(demo_core.db.url, clock=clock) for _ in range(3)],
+                          lambda core: TimerWorker(core).run_once())
     assert sum(len(r.campaigns) for r in results) == 1
     [campaign] = monitoring_campaigns(demo_core)
     assert (campaign.year, campaign.cutoff_date.isoformat(), campaign.started_by_id) == (2027, "2027-09-30", None)
