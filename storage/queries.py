@@ -4,7 +4,10 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import ARRAY, Integer, Select, and_, any_, bindparam, exists, false, func, literal_column, or_, select, text, union_all, update
+from sqlalchemy import (
+    ARRAY, Integer, Select, and_, any_, bindparam, exists, false, func, literal_column, or_, select, text,
+    union_all, update,
+)
 from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
