@@ -1,12 +1,15 @@
 """Database engine and units of work."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from storage.writer_queue import WriterQueue
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
@@ -58,12 +61,24 @@ class Database:
             _configure_sqlite(self.read_engine, immediate=False)
         else:
             self.read_engine = self.engine
+        # SQLite writers line up in a queue that wakes the next one at once (see writer_queue);
+        # an in-memory database has no file to lock and only one connection anyway.
+        path = self.engine.url.database if self.is_sqlite else None
+        self.writer_queue = (WriterQueue(os.path.abspath(path), SQLITE_BUSY_TIMEOUT_MS / 1000)
+                             if path and path != ":memory:" and not path.startswith("file:") else None)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commits on success, rolls back on any error."""
+        if self.writer_queue is None:
+            yield from self._unit_of_work()
+            return
+        with self.writer_queue.turn():
+            yield from self._unit_of_work()
+
+    def _unit_of_work(self) -> Iterator[Session]:
         session = self._sessions()
         try:
             with session.begin():
@@ -95,5 +110,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.writer_queue is not None:
+            self.writer_queue.close()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
