@@ -179,11 +179,13 @@ class CaseService:
 
     def _sync(self, s: Session, case: Case, workflow: BpmnWorkflow, loaded: LoadedVersion,
               now: datetime, actor_id: int | None, completed_data: dict | None = None,
-              still_open: list[HumanTask] | None = None) -> list[HumanTask]:
+              still_open: list[HumanTask] | None = None, new_case: bool = False) -> list[HumanTask]:
         """Bring inbox rows and summary columns in line with the workflow; return new tasks.
-        `still_open` (if given) receives the rows that were open and stay open."""
+        `still_open` (if given) receives the rows that were open and stay open. A case created
+        in this transaction (`new_case`) has no inbox rows yet: none are looked for."""
         ready = workflow.get_tasks(state=TaskState.READY, manual=True)
-        open_rows = {row.spiff_task_id: row for row in queries.open_tasks_of_case(s, case.id)}
+        open_rows = ({} if new_case else
+                     {row.spiff_task_id: row for row in queries.open_tasks_of_case(s, case.id)})
         ready_ids = {str(t.id) for t in ready}
         for spiff_id, row in open_rows.items():
             if spiff_id not in ready_ids:   # e.g. cancelled by a boundary event
@@ -253,7 +255,13 @@ class CaseService:
 
     # ---- starting ------------------------------------------------------------------------
 
-    def start(self, actor: Actor, process_key: str, project_id: int | None, data: dict | None = None) -> Case:
+    def start(self, actor: Actor, process_key: str, project_id: int | None, data: dict | None = None,
+              answer=None):
+        """Start a case of the latest version of a process for a project; return the new case.
+        With `answer(session, case, workflow) -> dict`, return what it builds instead, inside
+        the start's transaction from the rows and the workflow in hand (what the starter is
+        shown is then exactly what was committed, without a second session reading it all
+        again and loading the saved state back)."""
         data = dict(data or {})
         _check_start_data(data)
         now = self.clock.now()
@@ -280,13 +288,14 @@ class CaseService:
                                        f"'{loaded.model.name}'")
             guard = START_GUARDS.get(process_key)
             if guard:
-                guard(s, project, self.settings.values())
-            case = self._open_case(s, actor, version, loaded, project, data, now)
+                guard(s, project, self.settings.values(s))
+            case, workflow = self._open_case(s, actor, version, loaded, project, data, now)
+            result = answer(s, case, workflow) if answer is not None else case
             del orgs
-            return case
+            return result
 
     def _open_case(self, s: Session, actor: Actor, version, loaded: LoadedVersion, project: Project,
-                   data: dict, now: datetime, campaign_id: int | None = None) -> Case:
+                   data: dict, now: datetime, campaign_id: int | None = None) -> tuple[Case, BpmnWorkflow]:
         """Create the case row and run the new workflow to its first waiting steps."""
         process_key = version.key
         title = f"{project.name} ({project.code})"
@@ -307,12 +316,12 @@ class CaseService:
         self._run_engine(workflow, lambda: None)
         self._apply_effects(s, case, recorder, actor.id, now)
         self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
-        self._sync(s, case, workflow, loaded, now, actor.id)
+        self._sync(s, case, workflow, loaded, now, actor.id, new_case=True)
         for key, value in self._summary(workflow, now).items():
             setattr(case, key, value)
         self._end_event_audit(s, case, workflow, now)
         s.flush()
-        return case
+        return case, workflow
 
     def open_campaign_cases(self, s: Session, actor: Actor, process_key: str, campaign_id: int,
                             projects: list[Project], data_for) -> list[Case]:
@@ -323,7 +332,7 @@ class CaseService:
             raise NotFound(f"no process '{process_key}' is deployed")
         loaded = self.specs.get(version.id)
         now = self.clock.now()
-        return [self._open_case(s, actor, version, loaded, project, dict(data_for(project)), now, campaign_id)
+        return [self._open_case(s, actor, version, loaded, project, dict(data_for(project)), now, campaign_id)[0]
                 for project in projects]
 
     # ---- messages ------------------------------------------------------------------------

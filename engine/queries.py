@@ -311,15 +311,23 @@ class ReadService:
     def case(self, actor: Actor, case_id: int, with_data: bool = True) -> dict:
         with self.db.reading() as s:
             case = self._case_for(s, actor, case_id)
-            out = case_summary(case)
-            out["tasks"] = [task_summary(t, self.clock.now()) for t in queries.open_tasks_of_case(s, case.id)]
-            out["history"] = [_event(e) for e in queries.history(s, case.id)]
-            out["attachments"] = [attachment_summary(a) for a in attachment_queries.of_case(s, case.id)]
-            if with_data:
-                workflow = self._workflow(case)
-                out["data"] = _public_data(_latest_data(workflow))
-                out["completed_steps"], out["current_step_ids"] = _step_ids(workflow)
-            return out
+            return self._case_answer(s, case, self._workflow(case) if with_data else None)
+
+    def started_case(self, s, case: Case, workflow) -> dict:
+        """case()'s answer for the case just started, built inside the start's transaction
+        (CaseService.start(answer=...)) from the case row and the workflow in hand. Whoever
+        started a case may see it, so there is no visibility check to make."""
+        return self._case_answer(s, case, workflow)
+
+    def _case_answer(self, s, case: Case, workflow) -> dict:
+        out = case_summary(case)
+        out["tasks"] = [task_summary(t, self.clock.now()) for t in queries.open_tasks_of_case(s, case.id)]
+        out["history"] = [_event(e) for e in queries.history(s, case.id)]
+        out["attachments"] = [attachment_summary(a) for a in attachment_queries.of_case(s, case.id)]
+        if workflow is not None:
+            out["data"] = _public_data(_latest_data(workflow))
+            out["completed_steps"], out["current_step_ids"] = _step_ids(workflow)
+        return out
 
     def diagram(self, actor: Actor, case_id: int) -> tuple[str, list[str], list[str]]:
         """The BPMN XML of the case's version with its completed and current element ids."""

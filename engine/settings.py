@@ -129,10 +129,14 @@ class SettingsService:
         self.db = db
         self.clock = clock
 
-    def values(self) -> dict:
-        """Every setting's value in force."""
-        with self.db.reading() as s:
+    def values(self, s=None) -> dict:
+        """Every setting's value in force; read in the session `s` if given (a transaction
+        that acts on them sees them as of its own snapshot, without opening a second one)."""
+        if s is not None:
             stored = queries.stored_settings(s)
+        else:
+            with self.db.reading() as read:
+                stored = queries.stored_settings(read)
         return {key: copy.deepcopy(stored[key]) if key in stored else default_value(key) for key in SPECS}
 
     def describe(self) -> list[dict]:

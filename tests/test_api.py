@@ -1019,6 +1019,22 @@ def test_start_case_bad_requests_are_400(api, body, details):
     assert r.get_json() == {"error": "the request has errors", "details": details}
 
 
+@pytest.mark.parametrize("user, process, project", [
+    ("school_unit", "goal_review", "EDU-2027-002"),
+    ("admin", "goal_review", "AGR-2027-003"),
+    ("perf1", "key_evaluation", "EDU-2027-002"),
+    ("school_unit", "ex_ante_evaluation", "EDU-2027-004"),
+])
+def test_the_start_answer_is_the_case_as_committed(api, user, process, project):
+    # POST /cases builds its answer inside the start's transaction from the rows and the
+    # workflow in hand; it must be exactly what reading the committed case gives.
+    r = api(user).post(f"{P}/cases", {"process": process, "project": project})
+    assert r.status_code == 201, r.get_json()
+    started = r.get_json()
+    assert started["history"][0]["action"] == "started" and started["tasks"] and started["data"]
+    assert api(user).get(f"{P}/cases/{started['id']}").get_json() == started
+
+
 def test_admin_may_start_for_any_unit(api):
     r = api("admin").post(f"{P}/cases", {"process": "goal_review", "project": "AGR-2027-003"})
     assert r.status_code == 201

@@ -104,8 +104,7 @@ def start_case():
     if errors:
         raise InvalidData("the request has errors", errors)
     project_id = core().reads.project_id(g.actor, project)
-    case = core().cases.start(g.actor, process, project_id, data)
-    return jsonify(core().reads.case(g.actor, case.id)), 201
+    return jsonify(core().cases.start(g.actor, process, project_id, data, answer=core().reads.started_case)), 201
 
 
 @bp.get("/cases")
