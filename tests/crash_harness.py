@@ -163,9 +163,9 @@ class _Process:
 
 
 class ServerProcess(_Process):
-    def __init__(self, database_url: str, log_dir: Path, port: int):
+    def __init__(self, database_url: str, log_dir: Path, port: int, extra: tuple[str, ...] = ("--no-timers",)):
         self.port = port
-        super().__init__(["serve", "--port", str(port), "--threads", "8", "--no-timers"], database_url,
+        super().__init__(["serve", "--port", str(port), "--threads", "8", *extra], database_url,
                          log_dir / "server.log")
 
     def serving_pids(self) -> list[int]:

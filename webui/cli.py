@@ -85,15 +85,19 @@ def register(app: Flask) -> None:
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--port", default=5000, show_default=True, type=int)
     @click.option("--threads", default=8, show_default=True, type=int)
+    @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+                  help="Serving processes (gunicorn workers). More than one lets requests use more "
+                       "than one core; each process opens its own database connections.")
     @click.option("--timers/--no-timers", default=True, show_default=True,
                   help="Also fire due timers in the serving process (off when `perfbudget worker` runs apart).")
-    def serve_command(host, port, threads, timers):
+    def serve_command(host, port, threads, workers, timers):
         """Serve the app with a multi-threaded production server."""
         core().init()
         core().specs.warm()
         from .server import serve
-        click.echo(f"PerfBudget on http://{host}:{port}  (database: {_safe_url(core().db.url)})")
-        serve(app, host, port, threads, timers=timers)
+        click.echo(f"PerfBudget on http://{host}:{port}  (database: {_safe_url(core().db.url)}; "
+                   f"{workers} serving process{'es' if workers > 1 else ''} of {threads} threads)")
+        serve(app, host, port, threads, workers=workers, timers=timers)
 
     @app.cli.command("worker")
     @click.option("--once", is_flag=True, help="Process what is due now, then exit.")
