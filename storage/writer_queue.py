@@ -43,7 +43,7 @@ class WriterQueue:
         self._fd: int | None = None
         self._setup = threading.Lock()
 
-    def _for_this_process(self) -> tuple[threading.Lock, int]:
+    def _for_this_process(self) -> tuple[threading.Lock, int | None]:
         # A forked child (a gunicorn worker) must not share the parent's file description (flock
         # locks belong to it, so parent and child would never exclude each other), nor inherit
         # a thread lock, or a thread's "already holds its turn", from the moment of the fork.
@@ -51,9 +51,18 @@ class WriterQueue:
         if self._pid != pid:
             with self._setup:
                 if self._pid != pid:
+                    if self._fd is not None:
+                        # The parent's descriptor, inherited: closing this copy leaves the
+                        # parent's lock alone, and a dead parent's lock then dies with it.
+                        os.close(self._fd)
                     self._thread_lock = threading.Lock()
                     self._held = threading.local()
-                    self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                    try:
+                        self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                    except OSError:
+                        # No lock file here (a read-only folder): threads still queue, and
+                        # processes fall back on SQLite's busy handler as before.
+                        self._fd = None
                     self._pid = pid
         return self._thread_lock, self._fd
 
@@ -70,7 +79,10 @@ class WriterQueue:
             return
         deadline = time.monotonic() + self.timeout
         have_thread = thread_lock.acquire(timeout=self.timeout)
-        have_file = have_thread and self._lock_file(fd, deadline)
+        try:
+            have_file = have_thread and fd is not None and self._lock_file(fd, deadline)
+        except OSError:
+            have_file = False       # a file system without flock: SQLite's own lock still orders writers
         self._held.depth = 1
         try:
             yield
