@@ -35,13 +35,15 @@ def main() -> None:
     print(f"machine: {common.machine()}; {common.load_average()}")
     with common.bench_database(args.database_url) as url:
         app = PerfBudget(url)
-        projects = common.add_projects(app, args.clients)
+        # one fresh project per case (see ProjectPool), made before the server starts
+        projects = common.ProjectPool(common.add_projects(app, args.cases + args.clients))
         app.close()
         with common.Server(url, workers=1, threads=args.threads) as server:
             worker = server.worker_pids()[0]
             samples = [("server started", 0, common.rss_kb(worker), 0.0)]
             runners = [common.ApiCaseRunner(server.port) for _ in range(args.clients)]
-            for runner, project in zip(runners, projects):       # warm-up: one case per client
+            for runner in runners:       # warm-up: one case per client
+                project = projects.take()
                 runner.run_case(project[1], project[2])
             samples.append(("after warm-up", 0, common.rss_kb(worker), 0.0))
             lock = threading.Lock()
@@ -52,12 +54,13 @@ def main() -> None:
             start = time.perf_counter()
 
             def client(i):
-                runner, project = runners[i], projects[i]
+                runner = runners[i]
                 while True:
                     with lock:
                         if counter[0] >= args.cases:
                             return
                         counter[0] += 1     # reserve one case
+                    project = projects.take()
                     try:
                         runner.run_case(project[1], project[2])
                     except Exception as exc:
@@ -100,9 +103,9 @@ def main() -> None:
     growth = (half[-1][2] - half[0][2]) / 1024 if len(half) >= 2 else float("nan")
     span = half[-1][1] - half[0][1] if len(half) >= 2 else 0
     flat = growth == growth and growth <= 0.02 * final + 2      # within 2% + 2 MB over the second half
+    verdict = ("not measured: cases failed" if errors else "met" if final < 200 and flat else "NOT met")
     print(f"\ntarget 'under 200 MB after {done[0]} cases and no longer growing': {final:.1f} MB; second half "
-          f"({span} cases) {growth:+.1f} MB -> "
-          f"{'met' if final < 200 and flat else 'NOT met'}")
+          f"({span} cases) {growth:+.1f} MB -> {verdict}")
 
 
 if __name__ == "__main__":

@@ -85,18 +85,6 @@ def run_config(url: str, workers: int, clients: int, seconds: float, projects, r
                 "cpu_case": {k: v / max(1, sum(done)) for k, v in cpu.items()}, "errors": errors}
 
 
-class ProjectPool:
-    """Projects not used yet, handed out one per case to all client threads."""
-
-    def __init__(self, projects):
-        self._items = list(reversed(projects))
-        self._lock = threading.Lock()
-
-    def take(self):
-        with self._lock:
-            return self._items.pop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     common.add_database_args(parser, multiple=True)
@@ -119,7 +107,7 @@ def main() -> None:
     for url in urls:
         with common.bench_database(url) as db_url:
             app = PerfBudget(db_url)
-            projects = ProjectPool(common.add_projects(app, args.projects))
+            projects = common.ProjectPool(common.add_projects(app, args.projects))
             app.close()
             for w in workers:
                 for c in clients:

@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -151,6 +152,19 @@ def add_projects(app, n: int, prefix: str = "BENCH") -> list[tuple[int, str, str
         s.flush()
         out = [(p.id, p.code, p.name) for p in rows]
     return out
+
+
+class ProjectPool:
+    """Projects not used yet, handed out one per case to all client threads: a project's
+    second goal review is an in-year adjustment, with a form of its own."""
+
+    def __init__(self, projects):
+        self._items = list(reversed(projects))
+        self._lock = threading.Lock()
+
+    def take(self):
+        with self._lock:
+            return self._items.pop()
 
 
 # ---- the engine service ----------------------------------------------------------------------
