@@ -63,13 +63,17 @@ _AUDIT_INSERT = AuditEvent.__table__.insert()
 # version, project and organisations. The organisations a new task can belong to (the
 # project's unit, competent department and funding section) are then in the session, so
 # the new rows' `org`, the notifications and the answer need no further SELECT for them.
+# The task row is locked here, for the whole transaction (PostgreSQL; SQLite's writer holds
+# the database already): uploads to the task wait until the completion has recorded its files,
+# and a second completion of the same task waits, then finds it completed. This is the lock
+# attachments.lock_task takes for uploads, taken by the SELECT that reads the task anyway.
 _TASK_FOR_COMPLETION = select(HumanTask).options(
     joinedload(HumanTask.org),
     joinedload(HumanTask.case).options(
         joinedload(Case.process_version), joinedload(Case.org),
         joinedload(Case.project).options(joinedload(Project.unit), joinedload(Project.competent),
                                          joinedload(Project.funding))),
-).where(HumanTask.id == bindparam("b_id"))
+).where(HumanTask.id == bindparam("b_id")).with_for_update(of=HumanTask)
 
 
 def project_facts(project: Project) -> dict:
@@ -478,7 +482,7 @@ class CaseService:
                     if name not in data and name not in case_owned:
                         spiff_task.data.pop(name, None)
             # The files uploaded for this task are part of what it submits (set by the system).
-            data = attachments.with_submitted_files(s, task.id, data, spiff_task.data)
+            data = attachments.with_submitted_files(s, task.id, data, spiff_task.data, locked=True)
             spiff_task.data.update(data)
             failure = None
             try:
