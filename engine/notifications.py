@@ -34,16 +34,15 @@ MAX_IDS = 500
 
 
 def notify(s: Session, user_ids: Iterable[int], kind: str, case: Case | None, task: HumanTask | None,
-           title: str, body: str, now: datetime) -> list[Notification]:
+           title: str, body: str, now: datetime) -> int:
     """Write one notification per user in the caller's transaction (for reminders and
-    escalations from the timer worker as much as for new tasks)."""
-    rows = [Notification(user_id=uid, kind=kind, case_id=case.id if case is not None else
-                         (task.case_id if task is not None else None),
-                         human_task_id=task.id if task is not None else None,
-                         title=title[:400], body=body or "", created_at=now)
+    escalations from the timer worker as much as for new tasks); return how many."""
+    case_id = case.id if case is not None else (task.case_id if task is not None else None)
+    rows = [{"user_id": uid, "kind": kind, "case_id": case_id, "human_task_id": task.id if task is not None else None,
+             "title": title[:400], "body": body or "", "created_at": now}
             for uid in dict.fromkeys(user_ids)]
-    s.add_all(rows)
-    return rows
+    nq.insert_all(s, rows)
+    return len(rows)
 
 
 def task_actors(s: Session, task: HumanTask) -> list[int]:
@@ -67,12 +66,13 @@ def return_comment(data: Mapping | None) -> str | None:
 
 
 def for_new_tasks(s: Session, case: Case, created: list[HumanTask], now: datetime,
-                  actor_id: int | None = None, completed_data: Mapping | None = None) -> list[Notification]:
+                  actor_id: int | None = None, completed_data: Mapping | None = None) -> int:
     """Tell the users who may act on each new task about it; a task that follows a return is
     a 'returned' notification carrying the reviewer's comment. Whoever caused the change is not
-    told about tasks of their own: they are looking at the result already."""
+    told about tasks of their own: they are looking at the result already. Returns how many
+    were written."""
     comment = return_comment(completed_data)
-    rows: list[Notification] = []
+    written = 0
     for task in created:
         users = [uid for uid in task_actors(s, task) if uid != actor_id]
         if not users:
@@ -89,8 +89,8 @@ def for_new_tasks(s: Session, case: Case, created: list[HumanTask], now: datetim
             if task.due_at:
                 body += f" Due {task.due_at:%Y-%m-%d}."
             kind = "new_task"
-        rows += notify(s, users, kind, case, task, title, body, now)
-    return rows
+        written += notify(s, users, kind, case, task, title, body, now)
+    return written
 
 
 def summary(n: Notification) -> dict:
