@@ -26,11 +26,13 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-# Between two tries for the file lock held by another process. Short, because every
-# millisecond slept after the lock is freed is lost throughput; the thread that polls is the
-# only waiting one of its process (the others wait on the thread lock), so polling costs
-# little CPU.
-_POLL_SECONDS = (0.0002, 0.0005, 0.001)
+# Between two tries for the file lock held by another process (flock cannot wait with a
+# timeout, and a blocking wait with none would hang every writer behind a stuck one). Short,
+# because the time slept after the lock is freed is lost: with two gunicorn workers, polling up
+# to every 1 ms gave 22-24 cases/s, up to every 0.25 ms 25-28 (bench_throughput.py, SQLite,
+# interleaved). The thread that polls is the only waiting one of its process (the others wait
+# on the thread lock), so this costs little CPU.
+_POLL_SECONDS = (0.0001, 0.00025)
 
 
 class WriterQueue:
