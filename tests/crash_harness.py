@@ -241,7 +241,8 @@ class WorkerKiller(threading.Thread):
                     self.stop.wait(self.rng.uniform(0.3, 2.5))
                 else:
                     self._wait(lambda: self._fired_since(since)[0] > 0 or self.worker.starts != start, 30)
-                    self.stop.wait(self.rng.uniform(0, 0.15))
+                    if self.kills:      # the first aimed kill goes at once: the pass is under way
+                        self.stop.wait(self.rng.uniform(0, 0.15))
                 with self.lock:
                     if self.stop.is_set() or self.worker.starts != start or not self.worker.running():
                         continue    # the main killer took it down meanwhile
