@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import queries
 from storage.db import Database
-from storage.models import AuditEvent, Case, HumanTask, Project, User
+from storage.models import AuditEvent, Case, HumanTask, Project
 
 from . import attachments, deadlines, links, notifications
 from .access import Actor

@@ -194,21 +194,12 @@ class ReadService:
                 raise NotFound(f"task {task_id} does not exist")
             return task_summary(task, self.clock.now())
 
-    def completion(self, actor: Actor, result) -> dict:
-        """What a completion answers: the case as it is now and the tasks it led to."""
-        with self.db.reading() as s:
-            case = s.get(Case, result.case.id)
-            out = {"case": case_summary(case),
-                   "completed": task_summary(s.get(HumanTask, result.completed.id), self.clock.now()),
-                   "next_tasks": [task_summary(s.get(HumanTask, t.id), self.clock.now()) for t in result.next_tasks]}
-            out["case"]["tasks"] = [task_summary(t, self.clock.now()) for t in queries.open_tasks_of_case(s, case.id)]
-            return out
-
     def completion_answer(self, s, result) -> dict:
-        """completion()'s answer built inside the completion's own transaction (CaseService.
-        complete(answer=...)): the case, its version, project and organisations and the inbox
-        rows are in the session already, so only the users the rows name are read, in one
-        SELECT, instead of a new session re-reading everything (12 statements)."""
+        """What a completion answers (the case as it is now and the tasks it led to), built inside
+        the completion's own transaction (CaseService.complete(answer=...)): the case, its
+        version, project and organisations and the inbox rows are in the session already, so
+        only the users the rows name are read, in one SELECT, instead of a new session re-reading
+        everything (12 statements)."""
         tasks = [result.completed, *result.open_tasks]
         users = queries.load_users(s, [t.assignee_id for t in tasks] + [t.completed_by_id for t in tasks])
         now = self.clock.now()

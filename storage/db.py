@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
@@ -72,19 +72,13 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: commits on success, rolls back on any error."""
-        if self.writer_queue is None:
-            yield from self._unit_of_work()
-            return
-        with self.writer_queue.turn():
-            yield from self._unit_of_work()
-
-    def _unit_of_work(self) -> Iterator[Session]:
-        session = self._sessions()
-        try:
-            with session.begin():
-                yield session
-        finally:
-            session.close()
+        with self.writer_queue.turn() if self.writer_queue is not None else nullcontext():
+            session = self._sessions()
+            try:
+                with session.begin():
+                    yield session
+            finally:
+                session.close()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
