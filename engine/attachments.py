@@ -204,14 +204,16 @@ def submitted_entry(row: Attachment) -> dict:
 
 # ---- helpers the case service and the links call, in their transaction ------------------------
 
-def with_submitted_files(s: Session, task_id: int, data: dict, task_data: dict, locked: bool = False) -> dict:
+def submitted_files(s: Session, task_id: int) -> list[dict]:
+    """The files uploaded for a task, as its completion records them."""
+    return [submitted_entry(row) for row in attachment_queries.of_task(s, task_id)]
+
+
+def with_submitted_files(data: dict, task_data: dict, files: list[dict]) -> dict:
     """The form data of a completing task with its files under FILES_KEY (system-set: a value
     sent by the user is dropped). A previous step's files, inherited in the task data, are
-    removed: the key always means the files of the step just completed. `locked`: the caller
-    holds the task's row lock already (attachment_queries.lock_task)."""
-    if not locked:
-        attachment_queries.lock_task(s, task_id)
-    files = [submitted_entry(row) for row in attachment_queries.of_task(s, task_id)]
+    removed: the key always means the files of the step just completed. The completion
+    checks that `files` (submitted_files) are still the task's files when it commits."""
     task_data.pop(FILES_KEY, None)
     data = {k: v for k, v in data.items() if k != FILES_KEY}
     if files:

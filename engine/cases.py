@@ -1,10 +1,12 @@
 """Cases: starting them, and completing, claiming and releasing their human tasks.
 
-The hot path of one completion: check the user may act on the open task, load the case row,
-rebuild the workflow from the cached spec of its version plus the saved state, validate and
-set the form data, run the task and the engine steps, save the state without the spec, bring
-the inbox rows, the case's summary columns and the audit log up to date, and commit once.
-The case is saved with an optimistic lock, so a concurrent change makes this one fail whole.
+The hot path of one completion, in a read session: check the user may act on the open task,
+load the case row, rebuild the workflow from the cached spec of its version plus the saved
+state, validate and set the form data, run the task and the engine steps, dump the state
+without the spec. Then, in one write transaction: lock the case and check it is still at the
+version read, close the task if it is still open and with the same assignee, check its files,
+bring the inbox rows, the case's summary columns and the audit log up to date, and commit. A
+case changed in between has its completion prepared again (see CaseService.complete).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from storage import queries
+from storage import attachment_queries, queries
 from storage.db import Database
 from storage.models import AuditEvent, Case, HumanTask, Project
 
@@ -59,21 +61,42 @@ class CompletionResult:
 
 _AUDIT_INSERT = AuditEvent.__table__.insert()
 
+# How often a completion is prepared again when its case changed before it could be saved,
+# before it is done with the case locked throughout.
+OPTIMISTIC_TRIES = 3
+
+
+class _Stale(Exception):
+    """What a completion was prepared from changed before it was saved."""
+
+
+@dataclass
+class _CompletionPlan:
+    """A completion checked and run through the engine, not yet written."""
+    task: HumanTask
+    case: Case
+    loaded: LoadedVersion
+    workflow: BpmnWorkflow
+    recorder: EffectRecorder
+    data: dict              # what the task submits, its files included
+    files: list[dict]       # the task's files as they were read
+    version: int            # the case's lock version the state was loaded at
+    assignee_id: int | None
+    failure: WorkflowError | None
+    summary: dict           # the case's columns to save (state included)
+
 # What a completion reads of its task, in one SELECT: the case (and its state), the case's
 # version, project and organisations. The organisations a new task can belong to (the
 # project's unit, competent department and funding section) are then in the session, so
 # the new rows' `org`, the notifications and the answer need no further SELECT for them.
-# The task row is locked here, for the whole transaction (PostgreSQL; SQLite's writer holds
-# the database already): uploads to the task wait until the completion has recorded its files,
-# and a second completion of the same task waits, then finds it completed. This is the lock
-# attachments.lock_task takes for uploads, taken by the SELECT that reads the task anyway.
+# No row is locked here: the save checks that the case, the task and its files are unchanged.
 _TASK_FOR_COMPLETION = select(HumanTask).options(
     joinedload(HumanTask.org),
     joinedload(HumanTask.case).options(
         joinedload(Case.process_version), joinedload(Case.org),
         joinedload(Case.project).options(joinedload(Project.unit), joinedload(Project.competent),
                                          joinedload(Project.funding))),
-).where(HumanTask.id == bindparam("b_id")).with_for_update(of=HumanTask)
+).where(HumanTask.id == bindparam("b_id"))
 
 
 def project_facts(project: Project) -> dict:
@@ -353,13 +376,16 @@ class CaseService:
         return True
 
     def _deliver_standing_messages(self, s: Session, case: Case, workflow: BpmnWorkflow,
-                                   recorder: EffectRecorder, actor_id, now: datetime) -> None:
+                                   recorder: EffectRecorder, actor_id, now: datetime) -> bool:
         """A case that reaches a message event after the message was sent (a unit submitting its
-        self-assessment after the spot-check draw) receives it at once."""
+        self-assessment after the spot-check draw) receives it at once. True if it received one."""
+        delivered = False
         for name, payload in links.standing_messages(s, case):
             if self._catch(workflow, name, payload):
                 self._audit(s, case.id, None, "message", now, data={"message": name, **_jsonable(payload)})
                 self._apply_effects(s, case, recorder, actor_id, now)
+                delivered = True
+        return delivered
 
     def deliver(self, s: Session, case_id: int, name: str, payload: dict, actor_id: int | None) -> bool:
         """Send a message to one case in the caller's transaction; False if it does not wait for
@@ -454,75 +480,119 @@ class CaseService:
     def complete(self, actor: Actor, task_id: int, data: dict | None, answer=None) -> CompletionResult:
         """Complete an open task with its form data. `answer(session, result) -> dict`, if
         given, runs at the end of the transaction, so what the caller shows is built from the
-        rows in hand (and is exactly what was committed) instead of being read again."""
+        rows in hand (and is exactly what was committed) instead of being read again.
+
+        The engine runs before the write transaction, from what a read session saw; the write
+        transaction then checks that the case, the task and its files are still as seen, and
+        prepares the completion again if they are not. On SQLite, whose writers take turns,
+        the turn is then held for the writes alone, so two server processes complete tasks of
+        different cases side by side instead of one after the other."""
+        for _ in range(OPTIMISTIC_TRIES):
+            now = self.clock.now()
+            with self.db.reading() as rs:
+                plan = self._prepare_completion(rs, actor, task_id, data, now)
+            try:
+                with self.db.transaction() as s:
+                    return self._save_completion(s, actor, plan, now, answer)
+            except _Stale:
+                continue    # prepare it again from what is there now
+        # The case kept changing between reading and saving (its parallel steps being completed
+        # at the same moment): prepare and save with the case locked throughout.
         now = self.clock.now()
         with self.db.transaction() as s:
-            task = self._open_task_for(s, actor, task_id, _TASK_FOR_COMPLETION)
-            case = task.case
-            if case.status != "running":
-                raise Conflict(f"case {case.id} is {case.status}; its tasks cannot be completed")
-            expected_version = case.lock_version
-            loaded = self.specs.get(case.process_version_id)
-            workflow = load_state(case.state, loaded.model.spec, loaded.model.subprocess_specs)
-            recorder = self._attach_engine(workflow)
-            spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
-            if spiff_task is None or spiff_task.state != TaskState.READY:
-                raise Conflict("this task is no longer waiting for input; reload the case")
-            schema_file, _ = user_task_form_files(spiff_task.task_spec)
-            schema = loaded.form(schema_file, spiff_task.workflow.spec.name)
-            data = data if data is not None else {}
-            if schema is not None:
-                data, case_owned = _split_read_only(schema, data, spiff_task.data)
-                validate(schema, {**data, **case_owned})
-            else:
-                _check_start_data(data)
-            # Review steps reuse field names; a field left out must not keep the last reviewer's value.
-            if schema is not None:
-                for name in (schema.get("properties") or {}):
-                    if name not in data and name not in case_owned:
-                        spiff_task.data.pop(name, None)
-            # The files uploaded for this task are part of what it submits (set by the system).
-            data = attachments.with_submitted_files(s, task.id, data, spiff_task.data, locked=True)
-            spiff_task.data.update(data)
-            failure = None
+            queries.lock_case_of_task(s, task_id)
+            plan = self._prepare_completion(s, actor, task_id, data, now)
             try:
-                self._run_engine(workflow, spiff_task.run)
-            except WorkflowError as exc:
-                if exc.refuses_input:
-                    raise
-                # The diagram failed after the user did their part: keep what they submitted
-                # and stop the case as errored, for an administrator to fix and retry.
-                failure = exc
-            if not queries.mark_task_done(s, task.id, "completed", now, actor.id):
-                raise Conflict("this task was completed by someone else a moment ago; reload the case")
-            self._audit(s, case.id, actor.id, "completed", now, task=task, data=_jsonable(data))
-            self._apply_effects(s, case, recorder, actor.id, now)
-            if failure is None:
-                self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
-            still_open: list[HumanTask] = []
-            created = self._sync(s, case, workflow, loaded, now, actor.id, completed_data=data,
-                                 still_open=still_open)
+                return self._save_completion(s, actor, plan, now, answer)
+            except _Stale:
+                raise Conflict("the case was changed by someone else while you worked; reload and try again") from None
+
+    def _prepare_completion(self, s: Session, actor: Actor, task_id: int, data: dict | None,
+                            now: datetime) -> _CompletionPlan:
+        """Check the task may be completed with this data and run the engine on it, writing
+        nothing: what the write transaction then saves."""
+        task = self._open_task_for(s, actor, task_id, _TASK_FOR_COMPLETION)
+        case = task.case
+        if case.status != "running":
+            raise Conflict(f"case {case.id} is {case.status}; its tasks cannot be completed")
+        loaded = self.specs.get(case.process_version_id)
+        workflow = load_state(case.state, loaded.model.spec, loaded.model.subprocess_specs)
+        recorder = self._attach_engine(workflow)
+        spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
+        if spiff_task is None or spiff_task.state != TaskState.READY:
+            raise Conflict("this task is no longer waiting for input; reload the case")
+        schema_file, _ = user_task_form_files(spiff_task.task_spec)
+        schema = loaded.form(schema_file, spiff_task.workflow.spec.name)
+        data = data if data is not None else {}
+        if schema is not None:
+            data, case_owned = _split_read_only(schema, data, spiff_task.data)
+            validate(schema, {**data, **case_owned})
+        else:
+            _check_start_data(data)
+        # Review steps reuse field names; a field left out must not keep the last reviewer's value.
+        if schema is not None:
+            for name in (schema.get("properties") or {}):
+                if name not in data and name not in case_owned:
+                    spiff_task.data.pop(name, None)
+        # The files uploaded for this task are part of what it submits (set by the system).
+        files = attachments.submitted_files(s, task.id)
+        data = attachments.with_submitted_files(data, spiff_task.data, files)
+        spiff_task.data.update(data)
+        failure = None
+        try:
+            self._run_engine(workflow, spiff_task.run)
+        except WorkflowError as exc:
+            if exc.refuses_input:
+                raise
+            # The diagram failed after the user did their part: keep what they submitted
+            # and stop the case as errored, for an administrator to fix and retry.
+            failure = exc
+        return _CompletionPlan(task=task, case=case, loaded=loaded, workflow=workflow, recorder=recorder,
+                               data=data, files=files, version=case.lock_version, assignee_id=task.assignee_id,
+                               failure=failure, summary=self._summary(workflow, now))
+
+    def _save_completion(self, s: Session, actor: Actor, plan: _CompletionPlan, now: datetime,
+                         answer) -> CompletionResult:
+        """Write a prepared completion; _Stale if what it was prepared from has changed."""
+        task, case, workflow, data = plan.task, plan.case, plan.workflow, plan.data
+        s.add(task)     # the rows read while preparing, for the effects and the answer to use
+        # The case row stays locked to the commit: its messages and timers wait for this save.
+        if not queries.lock_case_at_version(s, case.id, plan.version):
+            raise _Stale()
+        if not queries.mark_task_done(s, task.id, "completed", now, actor.id, assignee_id=plan.assignee_id):
+            raise _Stale()  # completed, cancelled, claimed or released meanwhile: say which, afresh
+        # Closed now, the task takes no more uploads or removals; a change meanwhile is redone.
+        if attachment_queries.ids_of_task(s, task.id) != [f["id"] for f in plan.files]:
+            raise _Stale()
+        self._audit(s, case.id, actor.id, "completed", now, task=task, data=_jsonable(data))
+        self._apply_effects(s, case, plan.recorder, actor.id, now)
+        summary = plan.summary
+        if plan.failure is None and self._deliver_standing_messages(s, case, workflow, plan.recorder, actor.id, now):
             summary = self._summary(workflow, now)
-            if failure is not None:
-                summary.update(errored(failure))
-                self._audit(s, case.id, None, "error", now, data={"message": failure.message, **failure.details})
-            if not queries.save_case_state(s, case.id, expected_version, **summary):
-                raise Conflict("the case was changed by someone else while you worked; reload and try again")
-            self._end_event_audit(s, case, workflow, now)
-            # The guarded UPDATEs bypassed the ORM; bring the loaded objects in line instead
-            # of reloading them.
-            for key, value in summary.items():
-                set_committed_value(case, key, value)
-            set_committed_value(case, "lock_version", expected_version + 1)
-            for key, value in (("status", "completed"), ("completed_at", now), ("completed_by_id", actor.id)):
-                set_committed_value(task, key, value)
-            for row in created:     # what callers show about the next steps, loaded while we can
-                _ = (row.org, row.case)
-            result = CompletionResult(case=case, completed=task, next_tasks=created,
-                                      open_tasks=sorted(still_open + created, key=lambda t: t.id))
-            if answer is not None:
-                result.answer = answer(s, result)
-            return result
+        still_open: list[HumanTask] = []
+        created = self._sync(s, case, workflow, plan.loaded, now, actor.id, completed_data=data,
+                             still_open=still_open)
+        if plan.failure is not None:
+            summary = {**summary, **errored(plan.failure)}
+            self._audit(s, case.id, None, "error", now,
+                        data={"message": plan.failure.message, **plan.failure.details})
+        if not queries.save_case_state(s, case.id, plan.version, **summary):
+            raise _Stale()
+        self._end_event_audit(s, case, workflow, now)
+        # The guarded UPDATEs bypassed the ORM; bring the loaded objects in line instead
+        # of reloading them.
+        for key, value in summary.items():
+            set_committed_value(case, key, value)
+        set_committed_value(case, "lock_version", plan.version + 1)
+        for key, value in (("status", "completed"), ("completed_at", now), ("completed_by_id", actor.id)):
+            set_committed_value(task, key, value)
+        for row in created:     # what callers show about the next steps, loaded while we can
+            _ = (row.org, row.case)
+        result = CompletionResult(case=case, completed=task, next_tasks=created,
+                                  open_tasks=sorted(still_open + created, key=lambda t: t.id))
+        if answer is not None:
+            result.answer = answer(s, result)
+        return result
 
     def claim(self, actor: Actor, task_id: int) -> HumanTask:
         now = self.clock.now()

@@ -25,6 +25,15 @@ def of_task(s: Session, task_id: int) -> list[Attachment]:
     return list(s.scalars(_OF_TASK, {"b_task": task_id}))
 
 
+_IDS_OF_TASK = (select(Attachment.__table__.c.id).where(Attachment.__table__.c.human_task_id == bindparam("b_task"))
+                .order_by(Attachment.__table__.c.id))
+
+
+def ids_of_task(s: Session, task_id: int) -> list[int]:
+    """The ids of a task's files, oldest first (a Core SELECT: no rows loaded)."""
+    return list(s.connection().execute(_IDS_OF_TASK, {"b_task": task_id}).scalars())
+
+
 def count_of_task(s: Session, task_id: int) -> int:
     return s.scalar(select(func.count()).select_from(Attachment).where(Attachment.human_task_id == task_id)) or 0
 
@@ -40,8 +49,9 @@ def get(s: Session, attachment_id, with_content: bool = False) -> Attachment | N
 
 def lock_task(s: Session, task_id: int) -> None:
     """Lock a task's inbox row to the end of the transaction (PostgreSQL; SQLite's writers hold
-    the database's write lock already). Uploads, removals and the task's completion take it, so
-    that a completion records exactly the files that were there when it committed."""
+    the database's write lock already). Uploads and removals take it and then check that the
+    task is still open; a completion closes the task (its UPDATE takes the same lock) before it
+    reads the files once more, so it records exactly the files that were there when it committed."""
     if s.get_bind().dialect.name == "sqlite":
         return      # FOR UPDATE means nothing there: the statement would be a wasted SELECT
     s.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())

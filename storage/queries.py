@@ -444,10 +444,22 @@ def _set_loaded(s: Session, model, ident, values: dict) -> None:
             set_committed_value(obj, key, value)
 
 
-def mark_task_done(s: Session, task_id: int, status: str, at: datetime, by: int | None) -> bool:
-    """Close an open inbox row; False if someone else closed it first."""
+# The same, only if the task is still with whom it was with when the completion was prepared
+# (nobody claimed or released it meanwhile).
+_MARK_TASK_DONE_AS_SEEN = _MARK_TASK_DONE.where(_TASKS.c.assignee_id.is_not_distinct_from(bindparam("b_assignee")))
+_ANYONE = object()
+
+
+def mark_task_done(s: Session, task_id: int, status: str, at: datetime, by: int | None,
+                   assignee_id: int | None | object = _ANYONE) -> bool:
+    """Close an open inbox row; False if someone else closed it first (or, given `assignee_id`,
+    if it is no longer with that assignee, None meaning nobody)."""
     s.flush()
-    result = s.connection().execute(_MARK_TASK_DONE, {"b_id": task_id, "b_status": status, "b_at": at, "b_by": by})
+    params = {"b_id": task_id, "b_status": status, "b_at": at, "b_by": by}
+    if assignee_id is _ANYONE:
+        result = s.connection().execute(_MARK_TASK_DONE, params)
+    else:
+        result = s.connection().execute(_MARK_TASK_DONE_AS_SEEN, {**params, "b_assignee": assignee_id})
     if result.rowcount != 1:
         return False
     _set_loaded(s, HumanTask, task_id, {"status": status, "completed_at": at, "completed_by_id": by,
@@ -465,6 +477,35 @@ def set_assignee(s: Session, task_id: int, expected: int | None, assignee: int |
 # ---- cases ------------------------------------------------------------------------------
 
 _SAVE_CASE = {}     # frozenset of the columns set -> the guarded UPDATE statement
+
+
+_CASE_VERSION_FOR_UPDATE = select(_CASES.c.lock_version).where(_CASES.c.id == bindparam("b_id")).with_for_update()
+
+
+def lock_case_at_version(s: Session, case_id: int, version: int) -> bool:
+    """Lock the case's row to the end of the transaction, so that nobody else saves it, delivers
+    it a message or fires its timers meanwhile; False if it is no longer at `version`. SQLite's
+    write lock holds the whole database already: no statement is sent there, and the guarded
+    save_case_state checks the version."""
+    if s.get_bind().dialect.name == "sqlite":
+        return True
+    s.flush()
+    return s.connection().execute(_CASE_VERSION_FOR_UPDATE, {"b_id": case_id}).scalar() == version
+
+
+_CASE_OF_TASK_FOR_UPDATE = (select(_CASES.c.id).where(_CASES.c.id == select(_TASKS.c.case_id)
+                                                       .where(_TASKS.c.id == bindparam("b_id")).scalar_subquery())
+                            .with_for_update())
+
+
+def lock_case_of_task(s: Session, task_id: int) -> None:
+    """Lock the row of a task's case (if both exist) to the end of the transaction (no
+    statement on SQLite, as for lock_case_at_version)."""
+    if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 < task_id <= MAX_ID:
+        return
+    if s.get_bind().dialect.name == "sqlite":
+        return
+    s.connection().execute(_CASE_OF_TASK_FOR_UPDATE, {"b_id": task_id})
 
 
 def save_case_state(s: Session, case_id: int, expected_version: int, **values) -> bool:
