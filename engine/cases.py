@@ -1,12 +1,13 @@
 """Cases: starting them, and completing, claiming and releasing their human tasks.
 
-The hot path of one completion, in a read session: check the user may act on the open task,
+The hot path of one completion, in two parts. Prepare: check the user may act on the open task,
 load the case row, rebuild the workflow from the cached spec of its version plus the saved
 state, validate and set the form data, run the task and the engine steps, dump the state
-without the spec. Then, in one write transaction: lock the case and check it is still at the
-version read, close the task if it is still open and with the same assignee, check its files,
-bring the inbox rows, the case's summary columns and the audit log up to date, and commit. A
-case changed in between has its completion prepared again (see CaseService.complete).
+without the spec. Save: close the task, bring the inbox rows, the case's summary columns and
+the audit log up to date, save the case with an optimistic lock, and commit. On SQLite the
+preparation runs in a read session, before the writer's turn, and the save checks nothing
+changed in between (see CaseService.complete); on PostgreSQL both run in one transaction with
+the case's and the task's rows locked.
 """
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ class CompletionResult:
 
 _AUDIT_INSERT = AuditEvent.__table__.insert()
 
-# How often a completion is prepared again when its case changed before it could be saved,
-# before it is done with the case locked throughout.
+# On SQLite: how often a completion is prepared again when its case changed before it could be
+# saved, before it is prepared and saved in one write transaction.
 OPTIMISTIC_TRIES = 3
 
 
@@ -89,7 +90,10 @@ class _CompletionPlan:
 # version, project and organisations. The organisations a new task can belong to (the
 # project's unit, competent department and funding section) are then in the session, so
 # the new rows' `org`, the notifications and the answer need no further SELECT for them.
-# No row is locked here: the save checks that the case, the task and its files are unchanged.
+# Read before the write transaction (SQLite), it locks nothing: the save checks that the case,
+# the task and its files are unchanged. In the write transaction (PostgreSQL), the task's row
+# is locked with it, as uploads lock it (attachment_queries.lock_task): no file comes in and
+# nobody claims the task until the completion has committed.
 _TASK_FOR_COMPLETION = select(HumanTask).options(
     joinedload(HumanTask.org),
     joinedload(HumanTask.case).options(
@@ -97,6 +101,7 @@ _TASK_FOR_COMPLETION = select(HumanTask).options(
         joinedload(Case.project).options(joinedload(Project.unit), joinedload(Project.competent),
                                          joinedload(Project.funding))),
 ).where(HumanTask.id == bindparam("b_id"))
+_TASK_FOR_COMPLETION_LOCKED = _TASK_FOR_COMPLETION.with_for_update(of=HumanTask)
 
 
 def project_facts(project: Project) -> dict:
@@ -482,36 +487,41 @@ class CaseService:
         given, runs at the end of the transaction, so what the caller shows is built from the
         rows in hand (and is exactly what was committed) instead of being read again.
 
-        The engine runs before the write transaction, from what a read session saw; the write
-        transaction then checks that the case, the task and its files are still as seen, and
-        prepares the completion again if they are not. On SQLite, whose writers take turns,
-        the turn is then held for the writes alone, so two server processes complete tasks of
-        different cases side by side instead of one after the other."""
-        for _ in range(OPTIMISTIC_TRIES):
-            now = self.clock.now()
-            with self.db.reading() as rs:
-                plan = self._prepare_completion(rs, actor, task_id, data, now)
-            try:
-                with self.db.transaction() as s:
-                    return self._save_completion(s, actor, plan, now, answer)
-            except _Stale:
-                continue    # prepare it again from what is there now
-        # The case kept changing between reading and saving (its parallel steps being completed
-        # at the same moment): prepare and save with the case locked throughout.
+        On SQLite, whose writers take turns for the whole database, the engine runs before the
+        write transaction, from what a read session saw; the write transaction then checks that
+        the case, the task and its files are still as seen, and the completion is prepared again
+        if they are not. The turn is then held for the writes alone, so two server processes
+        complete tasks of different cases side by side instead of one after the other. On
+        PostgreSQL the case's and the task's rows are locked first and the whole completion
+        runs in one transaction: nothing can change in between, and other cases are not held up."""
+        if self.db.one_writer_at_a_time:
+            for _ in range(OPTIMISTIC_TRIES):
+                now = self.clock.now()
+                with self.db.reading() as rs:
+                    plan = self._prepare_completion(rs, actor, task_id, data, now)
+                try:
+                    with self.db.transaction() as s:
+                        return self._save_completion(s, actor, plan, now, answer)
+                except _Stale:
+                    continue    # prepare it again from what is there now
+            # The case kept changing between reading and saving (its parallel steps being
+            # completed at the same moment): prepare and save in one turn.
         now = self.clock.now()
         with self.db.transaction() as s:
+            # The case first, then the task: the order deliver() and the timers lock them in.
             queries.lock_case_of_task(s, task_id)
-            plan = self._prepare_completion(s, actor, task_id, data, now)
+            plan = self._prepare_completion(s, actor, task_id, data, now, locked=True)
             try:
-                return self._save_completion(s, actor, plan, now, answer)
-            except _Stale:
+                return self._save_completion(s, actor, plan, now, answer, locked=True)
+            except _Stale:      # not expected with the rows locked; never a 500 if it happens
                 raise Conflict("the case was changed by someone else while you worked; reload and try again") from None
 
     def _prepare_completion(self, s: Session, actor: Actor, task_id: int, data: dict | None,
-                            now: datetime) -> _CompletionPlan:
+                            now: datetime, locked: bool = False) -> _CompletionPlan:
         """Check the task may be completed with this data and run the engine on it, writing
-        nothing: what the write transaction then saves."""
-        task = self._open_task_for(s, actor, task_id, _TASK_FOR_COMPLETION)
+        nothing: what the write transaction then saves. `locked`: in that transaction, with
+        the case's row locked; the task's row is locked too (uploads, claims wait for it)."""
+        task = self._open_task_for(s, actor, task_id, _TASK_FOR_COMPLETION_LOCKED if locked else _TASK_FOR_COMPLETION)
         case = task.case
         if case.status != "running":
             raise Conflict(f"case {case.id} is {case.status}; its tasks cannot be completed")
@@ -552,17 +562,18 @@ class CaseService:
                                failure=failure, summary=self._summary(workflow, now))
 
     def _save_completion(self, s: Session, actor: Actor, plan: _CompletionPlan, now: datetime,
-                         answer) -> CompletionResult:
-        """Write a prepared completion; _Stale if what it was prepared from has changed."""
+                         answer, locked: bool = False) -> CompletionResult:
+        """Write a prepared completion; _Stale if what it was prepared from has changed.
+        `locked`: prepared in this transaction with the case's and the task's rows locked."""
         task, case, workflow, data = plan.task, plan.case, plan.workflow, plan.data
         s.add(task)     # the rows read while preparing, for the effects and the answer to use
         # The case row stays locked to the commit: its messages and timers wait for this save.
-        if not queries.lock_case_at_version(s, case.id, plan.version):
+        if not locked and not queries.lock_case_at_version(s, case.id, plan.version):
             raise _Stale()
         if not queries.mark_task_done(s, task.id, "completed", now, actor.id, assignee_id=plan.assignee_id):
             raise _Stale()  # completed, cancelled, claimed or released meanwhile: say which, afresh
         # Closed now, the task takes no more uploads or removals; a change meanwhile is redone.
-        if attachment_queries.ids_of_task(s, task.id) != [f["id"] for f in plan.files]:
+        if not locked and attachment_queries.ids_of_task(s, task.id) != [f["id"] for f in plan.files]:
             raise _Stale()
         self._audit(s, case.id, actor.id, "completed", now, task=task, data=_jsonable(data))
         self._apply_effects(s, case, plan.recorder, actor.id, now)

@@ -42,6 +42,10 @@ class Database:
     def __init__(self, url: str, echo: bool = False):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        # SQLite runs one write transaction at a time for the whole database: work that can be
+        # done before a writer takes its turn (running the engine) should be. PostgreSQL locks
+        # rows, so a writer holding a case's rows delays that case alone.
+        self.one_writer_at_a_time = self.is_sqlite
         kwargs: dict = {"echo": echo, "future": True}
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}

@@ -1,15 +1,17 @@
-"""A completion runs the engine before its write transaction and saves only if the case, the
-task and its files are still as it saw them; otherwise it is prepared again.
+"""On SQLite a completion runs the engine before its write transaction and saves only if the
+case, the task and its files are still as it saw them; otherwise it is prepared again. On
+PostgreSQL it locks the case's and the task's rows first and does both in one transaction.
 
-Most tests step in between the two phases: they let the service prepare a completion, change
+Most tests step in between the two parts: they let the service prepare a completion, change
 the case as another user would at that moment, and check what the completion then does.
 """
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from engine import attachments, demo
 from engine.cases import OPTIMISTIC_TRIES
@@ -35,6 +37,18 @@ def parallel(demo_core, deploy_test_model, actor, project_id):
 
 
 @pytest.fixture
+def sqlite_only(demo_core):
+    if not demo_core.db.one_writer_at_a_time:
+        pytest.skip("SQLite only: on PostgreSQL nothing can change between the two parts (the rows are locked)")
+
+
+@pytest.fixture
+def postgresql_only(demo_core):
+    if demo_core.db.one_writer_at_a_time:
+        pytest.skip("PostgreSQL only: the completion locks the task's row")
+
+
+@pytest.fixture
 def between(demo_core, monkeypatch):
     """between(action, times=1): run `action()` after each of the next `times` preparations of a
     completion, before it is saved. Returns the list of preparations seen so far."""
@@ -43,8 +57,8 @@ def between(demo_core, monkeypatch):
     def install(action, times: int = 1):
         prepare = demo_core.cases._prepare_completion
 
-        def prepare_then_interfere(s, actor, task_id, data, now):
-            plan = prepare(s, actor, task_id, data, now)
+        def prepare_then_interfere(s, actor, task_id, data, now, **kwargs):
+            plan = prepare(s, actor, task_id, data, now, **kwargs)
             calls.append(task_id)
             if len(calls) <= times:
                 action()
@@ -52,6 +66,15 @@ def between(demo_core, monkeypatch):
         monkeypatch.setattr(demo_core.cases, "_prepare_completion", prepare_then_interfere)
         return calls
     return install
+
+
+@pytest.fixture
+def colleague(demo_core):
+    """A second budget-unit officer of No. 1 Middle School, who may claim and complete its tasks."""
+    demo_core.accounts.ensure_user("school_unit2", "Ma Li (No. 1 Middle School)", demo.DEMO_PASSWORD,
+                                  enforce_policy=False)
+    demo_core.accounts.grant("school_unit2", "unit", "school")
+    return "school_unit2"
 
 
 def open_tasks(core, case_id: int) -> list[HumanTask]:
@@ -76,7 +99,7 @@ def goals_task(demo_core, actor, project_id) -> HumanTask:
     return open_task(demo_core, case.id, required=True)
 
 
-def test_a_parallel_step_completed_meanwhile_is_kept_and_the_join_is_reached(demo_core, actor, parallel, between):
+def test_a_parallel_step_completed_meanwhile_is_kept_and_the_join_is_reached(demo_core, actor, parallel, between, sqlite_only):
     case_id, indicators, budget = parallel()
     calls = between(lambda: demo_core.cases.complete(actor("review1"), budget, {"note": "budget fine"}))
 
@@ -93,13 +116,10 @@ def test_a_parallel_step_completed_meanwhile_is_kept_and_the_join_is_reached(dem
 
 
 def test_a_task_claimed_by_a_colleague_meanwhile_is_refused_and_nothing_is_written(demo_core, actor, project_id,
-                                                                                   between):
-    demo_core.accounts.ensure_user("school_unit2", "Ma Li (No. 1 Middle School)", demo.DEMO_PASSWORD,
-                                  enforce_policy=False)
-    demo_core.accounts.grant("school_unit2", "unit", "school")
+                                                                                   between, colleague, sqlite_only):
     task = goals_task(demo_core, actor, project_id)
     version = case_row(demo_core, task.case_id).lock_version
-    between(lambda: demo_core.cases.claim(actor("school_unit2"), task.id))
+    between(lambda: demo_core.cases.claim(actor(colleague), task.id))
 
     with pytest.raises(PermissionDenied, match=r"^this task is assigned to Ma Li \(No. 1 Middle School\)$"):
         demo_core.cases.complete(actor("school_unit"), task.id, demo.sample_goals("Campus safety upgrade"))
@@ -110,7 +130,7 @@ def test_a_task_claimed_by_a_colleague_meanwhile_is_refused_and_nothing_is_writt
     assert history(demo_core, task.case_id) == [("started", None), ("claimed", "compile_goals")]
 
 
-def test_a_file_uploaded_meanwhile_is_part_of_what_the_task_submits(demo_core, actor, project_id, between):
+def test_a_file_uploaded_meanwhile_is_part_of_what_the_task_submits(demo_core, actor, project_id, between, sqlite_only):
     task = goals_task(demo_core, actor, project_id)
     unit = actor("school_unit")
     calls = between(lambda: demo_core.attachments.upload(unit, task.id, "late.pdf", PDF))
@@ -128,13 +148,10 @@ def test_a_file_uploaded_meanwhile_is_part_of_what_the_task_submits(demo_core, a
     assert event.data[attachments.FILES_KEY] == submitted
 
 
-def test_a_task_completed_by_someone_else_meanwhile_names_who(demo_core, actor, project_id, between):
-    demo_core.accounts.ensure_user("school_unit2", "Ma Li (No. 1 Middle School)", demo.DEMO_PASSWORD,
-                                  enforce_policy=False)
-    demo_core.accounts.grant("school_unit2", "unit", "school")
+def test_a_task_completed_by_someone_else_meanwhile_names_who(demo_core, actor, project_id, between, colleague, sqlite_only):
     task = goals_task(demo_core, actor, project_id)
     goals = demo.sample_goals("Campus safety upgrade")
-    between(lambda: demo_core.cases.complete(actor("school_unit2"), task.id, goals))
+    between(lambda: demo_core.cases.complete(actor(colleague), task.id, goals))
 
     with pytest.raises(Conflict, match=r"^This task was already completed by Ma Li \(No. 1 Middle School\) at "):
         demo_core.cases.complete(actor("school_unit"), task.id, goals)
@@ -143,9 +160,10 @@ def test_a_task_completed_by_someone_else_meanwhile_names_who(demo_core, actor, 
     assert [t.step for t in open_tasks(demo_core, task.case_id)] == ["competent_check"]
 
 
-def test_a_case_that_keeps_changing_is_completed_with_the_case_locked(demo_core, actor, project_id, between):
+def test_a_case_that_keeps_changing_is_completed_in_one_turn(demo_core, actor, project_id, between, sqlite_only):
     """Every optimistic try finds the case changed (here: a message-free no-op save that bumps
-    its version, as a busy case's other steps would); the last try holds the lock throughout."""
+    its version, as a busy case's other steps would); the last try prepares and saves in one
+    write transaction."""
     from storage import queries
     task = goals_task(demo_core, actor, project_id)
 
@@ -197,3 +215,46 @@ def test_parallel_steps_completed_at_the_same_moment_over_http_both_count(app, d
         assert case["status"] == "completed"
         assert (case["data"]["indicator_note"], case["data"]["budget_note"]) == ("on track", "fine")
         assert sorted(e["action"] for e in case["history"]) == ["completed", "completed", "finished", "started"]
+
+
+def test_an_upload_during_a_completion_waits_and_is_refused(demo_core, actor, project_id, between, postgresql_only):
+    """PostgreSQL: an upload to the task while its completion is prepared waits for the task's
+    row, then finds the task completed; the completion recorded no file and none is attached."""
+    task = goals_task(demo_core, actor, project_id)
+    unit = actor("school_unit")
+    outcome: list = []
+    started = threading.Event()
+
+    def upload():
+        started.set()
+        try:
+            outcome.append(demo_core.attachments.upload(unit, task.id, "late.pdf", PDF))
+        except Exception as exc:    # checked below, in the test's thread
+            outcome.append(exc)
+
+    uploader = threading.Thread(target=upload)
+
+    def start_uploader():
+        # Go on once the upload is done or waits for a row lock (seen from another connection).
+        uploader.start()
+        started.wait(10)
+        deadline = time.monotonic() + 30
+        while uploader.is_alive() and time.monotonic() < deadline and not waiting_for_a_lock():
+            time.sleep(0.01)
+
+    def waiting_for_a_lock() -> bool:
+        with demo_core.db.engine.connect() as conn:
+            return bool(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                          "AND datname = current_database()")).scalar())
+    between(start_uploader)
+
+    demo_core.cases.complete(unit, task.id, demo.sample_goals("Campus safety upgrade"))
+    uploader.join(60)
+
+    assert not uploader.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], Conflict), outcome
+    with demo_core.db.reading() as s:
+        assert attachments.submitted_files(s, task.id) == []
+        event = s.scalars(select(AuditEvent).where(AuditEvent.case_id == task.case_id,
+                                                   AuditEvent.action == "completed")).one()
+    assert attachments.FILES_KEY not in event.data
