@@ -126,8 +126,9 @@ def case_row_summary(row) -> dict:
 
 
 def _event(event) -> dict:
-    return {"at": _iso(event.at), "actor": event.actor.username if event.actor else None,
-            "actor_name": event.actor.display_name if event.actor else "System",
+    """An audit event (a row of storage.queries.history) as the API and the pages show it."""
+    return {"at": _iso(event.at), "actor": event.actor_username,
+            "actor_name": event.actor_name if event.actor_username is not None else "System",
             "action": event.action, "task": event.task_name, "step": event.step, "data": event.data}
 
 
@@ -453,7 +454,7 @@ def _opinions(events) -> list[dict]:
         if key is not None:
             prefix = key[: -len("decision")]
             out.append({"at": _iso(e.at), "step": e.task_name,
-                        "actor": e.actor.display_name if e.actor else None,
+                        "actor": e.actor_name,
                         "decision": e.data.get(key), "comment": e.data.get(prefix + "comment"),
                         "grade": e.data.get(prefix + "grade")})
     return out

@@ -525,9 +525,21 @@ def save_case_state(s: Session, case_id: int, expected_version: int, **values) -
     return True
 
 
-def history(s: Session, case_id: int) -> list[AuditEvent]:
-    return list(s.scalars(select(AuditEvent).options(selectinload(AuditEvent.actor))
-                          .where(AuditEvent.case_id == case_id).order_by(AuditEvent.id)))
+_AUDIT, _USERS = AuditEvent.__table__, User.__table__
+_HISTORY = (select(_AUDIT.c.id, _AUDIT.c.at, _AUDIT.c.action, _AUDIT.c.human_task_id, _AUDIT.c.task_name,
+                   _AUDIT.c.step, _AUDIT.c.data, _USERS.c.username.label("actor_username"),
+                   _USERS.c.display_name.label("actor_name"))
+            .select_from(_AUDIT.outerjoin(_USERS, _USERS.c.id == _AUDIT.c.actor_id))
+            .where(_AUDIT.c.case_id == bindparam("b_case")).order_by(_AUDIT.c.id))
+
+
+def history(s: Session, case_id: int) -> list:
+    """A case's audit events, oldest first, as rows with their actor's `actor_username` and
+    `actor_name` (None for the system). Plain rows in one SELECT: the case page, each task page
+    (the earlier opinions) and each start's answer read them, and loading them as ORM objects
+    with their users cost 4–5 times as much."""
+    s.flush()       # as an ORM query would: an event still pending in the session is included
+    return list(s.connection().execute(_HISTORY, {"b_case": case_id}))
 
 
 def latest_goals(s: Session, project_id: int) -> ProjectGoals | None:
