@@ -185,19 +185,21 @@ def _iso(value):
     return value.isoformat() if value is not None else None
 
 
-def summary(row: Attachment) -> dict:
-    """What lists, pages and the API show of an attachment (never its content)."""
+def summary(row) -> dict:
+    """What lists, pages and the API show of an attachment (never its content): `row` is a row
+    of attachment_queries' listings (of_case, of_task, listed)."""
     return {
         "id": row.id, "case_id": row.case_id, "task_id": row.human_task_id, "step": row.step,
-        "task_name": row.task.name if row.task else None,
+        "task_name": row.task_name,
         "name": row.file_name, "size": row.size, "content_type": row.content_type, "sha256": row.sha256,
-        "uploaded_by": row.uploaded_by.username, "uploaded_by_name": row.uploaded_by.display_name,
+        "uploaded_by": row.uploaded_by, "uploaded_by_name": row.uploaded_by_name,
         "uploaded_at": _iso(row.uploaded_at),
     }
 
 
-def submitted_entry(row: Attachment) -> dict:
-    """A file as a completion records it in the task data and the audit log."""
+def submitted_entry(row) -> dict:
+    """A file (an Attachment or a listing row) as a completion records it in the task data and
+    the audit log."""
     return {"id": row.id, "name": row.file_name, "size": row.size, "content_type": row.content_type,
             "sha256": row.sha256}
 
@@ -294,7 +296,7 @@ class AttachmentService:
             s.flush()
             for row in rows:
                 self._audit(s, row, task, actor, "attached", now)
-            return [summary(row) for row in rows]
+            return [summary(row) for row in attachment_queries.listed(s, [row.id for row in rows])]
 
     def remove(self, actor: Actor, attachment_id: int, task_id: int | None = None) -> dict:
         """Remove a file: its uploader only, while its task is open (a submitted file stays).
@@ -316,7 +318,7 @@ class AttachmentService:
                 where = f"with “{task.name}”" if task is not None else "with the case"
                 raise Conflict(f"“{row.file_name}” was submitted {where}; it can no longer be removed",
                                {"attachment": row.id})
-            out = summary(row)
+            out = summary(attachment_queries.listed(s, [row.id])[0])
             self._audit(s, row, task, actor, "detached", now)
             attachment_queries.remove(s, row.id)
             return out

@@ -5,28 +5,45 @@ from __future__ import annotations
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session, selectinload, undefer
 
-from .models import Attachment, HumanTask
+from .models import Attachment, HumanTask, User
 from .queries import MAX_ID
 
-_LIST = (selectinload(Attachment.task), selectinload(Attachment.uploaded_by))
+_A, _TASKS, _USERS = Attachment.__table__, HumanTask.__table__, User.__table__
+# What lists show of a file, as plain rows (never the content): its task's name and its
+# uploader's names joined in, in one SELECT. Every case page, task page and start answer lists
+# files, usually none; ORM objects with their task and user loaded cost several times as much.
+_LISTED = (select(_A.c.id, _A.c.case_id, _A.c.human_task_id, _A.c.step, _TASKS.c.name.label("task_name"),
+                  _A.c.file_name, _A.c.size, _A.c.content_type, _A.c.sha256,
+                  _USERS.c.username.label("uploaded_by"), _USERS.c.display_name.label("uploaded_by_name"),
+                  _A.c.uploaded_at)
+           .select_from(_A.outerjoin(_TASKS, _TASKS.c.id == _A.c.human_task_id)
+                        .join(_USERS, _USERS.c.id == _A.c.uploaded_by_id)))
+_OF_CASE = _LISTED.where(_A.c.case_id == bindparam("b_case")).order_by(_A.c.id)
+_OF_TASK = _LISTED.where(_A.c.human_task_id == bindparam("b_task")).order_by(_A.c.id)
+_BY_IDS = _LISTED.where(_A.c.id.in_(bindparam("b_ids", expanding=True))).order_by(_A.c.id)
 
 
-def of_case(s: Session, case_id: int) -> list[Attachment]:
-    return list(s.scalars(select(Attachment).options(*_LIST).where(Attachment.case_id == case_id)
-                          .order_by(Attachment.id)))
+def _listed(s: Session, statement, params: dict) -> list:
+    s.flush()       # as an ORM query would: a file added in this session is listed
+    return list(s.connection().execute(statement, params))
 
 
-# Built once: every completion runs it (usually to find no file).
-_OF_TASK = (select(Attachment).options(*_LIST).where(Attachment.human_task_id == bindparam("b_task"))
-            .order_by(Attachment.id))
+def of_case(s: Session, case_id: int) -> list:
+    """A case's files, oldest first, as rows of _LISTED's columns."""
+    return _listed(s, _OF_CASE, {"b_case": case_id})
 
 
-def of_task(s: Session, task_id: int) -> list[Attachment]:
-    return list(s.scalars(_OF_TASK, {"b_task": task_id}))
+def of_task(s: Session, task_id: int) -> list:
+    """A task's files, oldest first, as rows of _LISTED's columns."""
+    return _listed(s, _OF_TASK, {"b_task": task_id})
 
 
-_IDS_OF_TASK = (select(Attachment.__table__.c.id).where(Attachment.__table__.c.human_task_id == bindparam("b_task"))
-                .order_by(Attachment.__table__.c.id))
+def listed(s: Session, ids: list[int]) -> list:
+    """The files with these ids, oldest first, as rows of _LISTED's columns."""
+    return _listed(s, _BY_IDS, {"b_ids": list(ids)}) if ids else []
+
+
+_IDS_OF_TASK = select(_A.c.id).where(_A.c.human_task_id == bindparam("b_task")).order_by(_A.c.id)
 
 
 def ids_of_task(s: Session, task_id: int) -> list[int]:
@@ -41,7 +58,8 @@ def count_of_task(s: Session, task_id: int) -> int:
 def get(s: Session, attachment_id, with_content: bool = False) -> Attachment | None:
     if isinstance(attachment_id, bool) or not isinstance(attachment_id, int) or not 0 < attachment_id <= MAX_ID:
         return None
-    query = select(Attachment).options(*_LIST).where(Attachment.id == attachment_id)
+    query = (select(Attachment).options(selectinload(Attachment.task), selectinload(Attachment.uploaded_by))
+             .where(Attachment.id == attachment_id))
     if with_content:
         query = query.options(undefer(Attachment.content))
     return s.scalars(query).first()
@@ -50,8 +68,9 @@ def get(s: Session, attachment_id, with_content: bool = False) -> Attachment | N
 def lock_task(s: Session, task_id: int) -> None:
     """Lock a task's inbox row to the end of the transaction (PostgreSQL; SQLite's writers hold
     the database's write lock already). Uploads and removals take it and then check that the
-    task is still open; a completion closes the task (its UPDATE takes the same lock) before it
-    reads the files once more, so it records exactly the files that were there when it committed."""
+    task is still open; a completion takes it while it reads the files and holds it to its
+    commit (PostgreSQL), or closes the task before it reads them once more (SQLite), so it
+    records exactly the files that were there when it committed."""
     if s.get_bind().dialect.name == "sqlite":
         return      # FOR UPDATE means nothing there: the statement would be a wasted SELECT
     s.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())
