@@ -8,6 +8,7 @@ or an image) and HTML-escaped, and the resulting HTML is cleaned by an allow-lis
 from __future__ import annotations
 
 import re
+import threading
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 
@@ -47,6 +48,22 @@ def _template(source: str):
     return _ENV.from_string(source)
 
 
+_CONVERTERS = threading.local()
+
+
+@lru_cache(maxsize=512)
+def _to_html(text: str) -> str:
+    """Markdown to clean HTML. Converting costs a third of a task page, and a page shown again
+    (or a step whose instructions use no case data) renders the same text: the last 512 results
+    are kept. A Markdown converter is built once per thread (it keeps state while converting)."""
+    converter = getattr(_CONVERTERS, "markdown", None)
+    if converter is None:
+        converter = _CONVERTERS.markdown = markdown.Markdown(extensions=["tables"])
+    html = converter.reset().convert(text)
+    return nh3.clean(html, tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"},
+                     link_rel="noopener noreferrer")
+
+
 def render(source: str | None, data: dict) -> Markup:
     if not source:
         return Markup("")
@@ -54,6 +71,4 @@ def render(source: str | None, data: dict) -> Markup:
         text = _template(source).render(**data)
     except TemplateError as exc:
         return Markup(f'<p class="instructions-error">{escape(f"Instructions could not be shown: {exc}")}</p>')
-    html = markdown.markdown(str(text), extensions=["tables"])
-    return Markup(nh3.clean(html, tags=ALLOWED_TAGS, url_schemes={"http", "https", "mailto"},
-                            link_rel="noopener noreferrer"))
+    return Markup(_to_html(str(text)))

@@ -134,6 +134,13 @@ def _event(event) -> dict:
 
 _CASE_PAGE = (select(Case).options(joinedload(Case.process_version), joinedload(Case.project), joinedload(Case.org))
               .where(Case.id == bindparam("b_id")))
+# A task page shows the task's organisation and people and its case's version, project and
+# organisation: one SELECT instead of six lazy loads after it.
+_TASK_PAGE = (select(HumanTask).options(
+    joinedload(HumanTask.org), joinedload(HumanTask.assignee), joinedload(HumanTask.completed_by),
+    joinedload(HumanTask.case).options(joinedload(Case.process_version), joinedload(Case.project),
+                                       joinedload(Case.org)))
+    .where(HumanTask.id == bindparam("b_id")))
 
 
 class ReadService:
@@ -333,7 +340,7 @@ class ReadService:
 
     def task(self, actor: Actor, task_id: int) -> dict:
         with self.db.reading() as s:
-            task = queries.get_by_id(s, HumanTask, task_id)
+            task = queries.get_by_statement(s, _TASK_PAGE, task_id)
             if task is None:
                 raise NotFound(f"task {task_id} does not exist")
             case = task.case
