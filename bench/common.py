@@ -430,7 +430,8 @@ class CpuMeter:
 
     def stop(self) -> float:
         after = cpu_ns_many(set(self.pids_fn()) | set(self.before))
-        return sum(ns - self.before.get(pid, 0) for pid, ns in after.items()) / 1e6
+        self.by_pid = {pid: (ns - self.before.get(pid, 0)) / 1e6 for pid, ns in after.items()}
+        return sum(self.by_pid.values())
 
 
 def load_average() -> str:
