@@ -122,7 +122,8 @@ def main() -> None:
                     rows.append([common.backend_name(db_url), w, c, r["cases"], r["cases_s"], r["requests_s"],
                                  r["case_ms"], r["req_ms"], r["req_p95"], r["cpu_case"]["server"],
                                  r["cpu_case"]["db"] if not db_url.startswith("sqlite") else "-",
-                                 r["cpu_case"]["client"], r["cpu_split"], f"{r['cases_s'] * REFERENCE_CASE_SECONDS:.1f}x",
+                                 r["cpu_case"]["client"], r["cpu_split"],
+                                 f"{r['cases_s'] * REFERENCE_CASE_SECONDS:.1f}x",
                                  len(r["errors"])])
                     print(f"  {rows[-1][0]} workers={w} clients={c}: {r['cases_s']:.1f} cases/s", flush=True)
                     for e in r["errors"][:3]:

@@ -99,7 +99,8 @@ def goals_task(demo_core, actor, project_id) -> HumanTask:
     return open_task(demo_core, case.id, required=True)
 
 
-def test_a_parallel_step_completed_meanwhile_is_kept_and_the_join_is_reached(demo_core, actor, parallel, between, sqlite_only):
+def test_a_parallel_step_completed_meanwhile_is_kept_and_the_join_is_reached(demo_core, actor, parallel, between,
+                                                                             sqlite_only):
     case_id, indicators, budget = parallel()
     calls = between(lambda: demo_core.cases.complete(actor("review1"), budget, {"note": "budget fine"}))
 
@@ -148,7 +149,8 @@ def test_a_file_uploaded_meanwhile_is_part_of_what_the_task_submits(demo_core, a
     assert event.data[attachments.FILES_KEY] == submitted
 
 
-def test_a_task_completed_by_someone_else_meanwhile_names_who(demo_core, actor, project_id, between, colleague, sqlite_only):
+def test_a_task_completed_by_someone_else_meanwhile_names_who(demo_core, actor, project_id, between, colleague,
+                                                              sqlite_only):
     task = goals_task(demo_core, actor, project_id)
     goals = demo.sample_goals("Campus safety upgrade")
     between(lambda: demo_core.cases.complete(actor(colleague), task.id, goals))
