@@ -598,10 +598,13 @@ def get_by_statement(s: Session, statement, ident):
 
 
 def get_for_update(s: Session, model, ident):
-    """get_by_id, locking the row until the transaction ends (SQLite's write lock already does)."""
+    """get_by_id, locking the row until the transaction ends (SQLite's write lock already does).
+    The row is read again even if the session holds it already: on PostgreSQL the lock may have
+    waited for another transaction to commit a change to it (a completion moving a case on while
+    a draw, which loaded every case of its campaign first, tells each case its result)."""
     if isinstance(ident, bool) or not isinstance(ident, int) or not 0 < ident <= MAX_ID:
         return None
-    return s.get(model, ident, with_for_update=True)
+    return s.get(model, ident, with_for_update=True, populate_existing=True)
 
 
 # ---- login attempts ----------------------------------------------------------------------

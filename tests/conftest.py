@@ -234,3 +234,26 @@ def smtp_server():
     controller.start()
     yield handler, port
     controller.stop()
+
+
+@pytest.fixture
+def between(demo_core, monkeypatch):
+    """between(action, times=1): run `action()` after each of the next `times` preparations of a
+    completion (CaseService._prepare_completion), before it is saved: what another user does at
+    that moment. Returns the list of the task ids prepared so far. On SQLite the preparation
+    holds no lock; on PostgreSQL it holds the case's and the task's rows, so an action that
+    needs them must run in another thread (task_helpers.wait_until_done_or_blocked)."""
+    calls: list[int] = []
+
+    def install(action, times: int = 1):
+        prepare = demo_core.cases._prepare_completion
+
+        def prepare_then_interfere(s, actor, task_id, data, now, **kwargs):
+            plan = prepare(s, actor, task_id, data, now, **kwargs)
+            calls.append(task_id)
+            if len(calls) <= times:
+                action()
+            return plan
+        monkeypatch.setattr(demo_core.cases, "_prepare_completion", prepare_then_interfere)
+        return calls
+    return install

@@ -1,12 +1,12 @@
-"""Helpers shared by the timer-worker and deadline tests: the open task of a case, and running
-several engines at once in threads."""
+"""Helpers shared by the timer-worker, deadline and completion tests: the open task of a case,
+running several engines at once in threads, and waiting for a thread to finish or block."""
 from __future__ import annotations
 
 import threading
 import time
 from typing import Callable, Iterable, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from storage.models import HumanTask
 
@@ -60,3 +60,17 @@ def run_at_once(cores: Iterable, action: Callable[..., T], *, timeout: float = 1
             errors[0].add_note(f"({len(errors) - 1} other thread(s) failed too: {errors[1:]!r})")
         raise errors[0]
     return results
+
+
+def wait_until_done_or_blocked(core, thread: threading.Thread, timeout: float = 30.0) -> None:
+    """Return once `thread` has finished or (PostgreSQL) a session of this database waits for a
+    row lock, as seen from a connection of its own; fail after `timeout` seconds otherwise."""
+    deadline = time.monotonic() + timeout
+    while thread.is_alive():
+        if not core.db.is_sqlite:
+            with core.db.engine.connect() as conn:
+                if conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND datname = current_database()")).scalar():
+                    return
+        assert time.monotonic() < deadline, f"the thread neither finished nor blocked within {timeout}s"
+        time.sleep(0.01)

@@ -8,17 +8,16 @@ the case as another user would at that moment, and check what the completion the
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from engine import attachments, demo
 from engine.cases import OPTIMISTIC_TRIES
 from engine.errors import Conflict, PermissionDenied
 from storage.models import AuditEvent, Case, HumanTask
 
-from task_helpers import open_task
+from task_helpers import open_task, wait_until_done_or_blocked
 
 PDF = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 
@@ -46,26 +45,6 @@ def sqlite_only(demo_core):
 def postgresql_only(demo_core):
     if demo_core.db.one_writer_at_a_time:
         pytest.skip("PostgreSQL only: the completion locks the task's row")
-
-
-@pytest.fixture
-def between(demo_core, monkeypatch):
-    """between(action, times=1): run `action()` after each of the next `times` preparations of a
-    completion, before it is saved. Returns the list of preparations seen so far."""
-    calls: list[int] = []
-
-    def install(action, times: int = 1):
-        prepare = demo_core.cases._prepare_completion
-
-        def prepare_then_interfere(s, actor, task_id, data, now, **kwargs):
-            plan = prepare(s, actor, task_id, data, now, **kwargs)
-            calls.append(task_id)
-            if len(calls) <= times:
-                action()
-            return plan
-        monkeypatch.setattr(demo_core.cases, "_prepare_completion", prepare_then_interfere)
-        return calls
-    return install
 
 
 @pytest.fixture
@@ -237,17 +216,9 @@ def test_an_upload_during_a_completion_waits_and_is_refused(demo_core, actor, pr
     uploader = threading.Thread(target=upload)
 
     def start_uploader():
-        # Go on once the upload is done or waits for a row lock (seen from another connection).
         uploader.start()
         started.wait(10)
-        deadline = time.monotonic() + 30
-        while uploader.is_alive() and time.monotonic() < deadline and not waiting_for_a_lock():
-            time.sleep(0.01)
-
-    def waiting_for_a_lock() -> bool:
-        with demo_core.db.engine.connect() as conn:
-            return bool(conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                          "AND datname = current_database()")).scalar())
+        wait_until_done_or_blocked(demo_core, uploader)
     between(start_uploader)
 
     demo_core.cases.complete(unit, task.id, demo.sample_goals("Campus safety upgrade"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 from decimal import Decimal
 
 import pytest
@@ -19,6 +20,7 @@ from engine.rules import sampling
 from engine.rules.defaults import DEFAULTS
 from storage import queries
 from storage.models import AuditEvent, Campaign, Problem, SelfAssessment
+from task_helpers import wait_until_done_or_blocked
 
 P = "/api/v1"
 YEAR = 2027
@@ -546,6 +548,43 @@ def test_a_case_still_at_the_unit_when_drawn_is_reviewed_after_its_approval(demo
     submit_and_approve(api, cases["EDU-2027-003"], "EDU-2027-003")
     assert case_of(api, cases["EDU-2027-003"])["status"] == "completed"
     assert tasks_of(api, "perf1", cases["EDU-2027-003"]) == []
+
+
+def test_a_draw_made_while_the_approval_is_being_saved_still_reaches_the_case(demo_core, actor, api, campaign,
+                                                                              between):
+    """The draw tells every case of the campaign whether it was drawn; a case that is not yet
+    waiting for that message gets it when it arrives there. The draw is made while the
+    competent department's approval, which brings the case there, is being prepared: the case
+    is reviewed all the same (PostgreSQL: the draw waits for the case's row; SQLite: the
+    approval's save reads the draw)."""
+    cases = cases_by_code(demo_core, actor, campaign)
+    case_id = cases["AGR-2027-002"]
+    unit, competent, _ = PROJECTS["AGR-2027-002"]
+    task = the_task(api, unit, case_id, "self_assess")
+    assert complete(api, unit, task["id"], full_marks(task)).status_code == 200
+    check = the_task(api, competent, case_id, "competent_check")
+    seed = seed_drawing([AGR, EDU], 0.5, [AGR])
+    outcome: list = []
+
+    def draw():
+        try:
+            outcome.append(demo_core.campaigns.draw(actor("perf1"), campaign, 0.5, seed).sampled)
+        except Exception as exc:    # checked below, in the test's thread
+            outcome.append(exc)
+    drawing = threading.Thread(target=draw)
+
+    def draw_meanwhile():
+        drawing.start()
+        wait_until_done_or_blocked(demo_core, drawing)
+    between(draw_meanwhile)
+
+    assert complete(api, competent, check["id"], {"competent_decision": "approve"}).status_code == 200
+    drawing.join(60)
+
+    assert not drawing.is_alive() and outcome == [[AGR]], outcome
+    review = the_task(api, "perf1", case_id, "spot_check_review")
+    assert review["name"] == "Spot-check review"
+    assert row_of(demo_core, case_id).sampled is True
 
 
 def test_the_same_seed_and_population_give_the_same_sample_whatever_the_order():
