@@ -310,7 +310,7 @@ class ReadService:
     def case(self, actor: Actor, case_id: int, with_data: bool = True) -> dict:
         with self.db.reading() as s:
             case = self._case_for(s, actor, case_id)
-            return self._case_answer(s, case, self._workflow(case) if with_data else None)
+            return self._case_answer(s, case, self._workflow(case) if with_data else None, fresh=True)
 
     def started_case(self, s, case: Case, workflow) -> dict:
         """case()'s answer for the case just started, built inside the start's transaction
@@ -318,9 +318,12 @@ class ReadService:
         started a case may see it, so there is no visibility check to make."""
         return self._case_answer(s, case, workflow)
 
-    def _case_answer(self, s, case: Case, workflow) -> dict:
+    def _case_answer(self, s, case: Case, workflow, fresh: bool = False) -> dict:
+        """`fresh`: a session that holds nothing but the case yet (the start's answer has its
+        new tasks, their organisations and people in hand already)."""
         out = case_summary(case)
-        out["tasks"] = [task_summary(t, self.clock.now()) for t in queries.open_tasks_of_case(s, case.id)]
+        out["tasks"] = [task_summary(t, self.clock.now())
+                        for t in queries.open_tasks_of_case(s, case.id, with_relations=fresh)]
         out["history"] = [_event(e) for e in queries.history(s, case.id)]
         out["attachments"] = [attachment_summary(a) for a in attachment_queries.of_case(s, case.id)]
         if workflow is not None:

@@ -122,8 +122,6 @@ def _project_visible(grants, sees_all: bool, third_party: bool):
 
 
 _PROJECT_ORGS = (joinedload(Project.unit), joinedload(Project.competent), joinedload(Project.funding))
-_TASK_LIST = (joinedload(HumanTask.case).joinedload(Case.project), joinedload(HumanTask.org),
-              joinedload(HumanTask.assignee), joinedload(HumanTask.completed_by))
 
 
 def visible_projects(s: Session, grants, sees_all: bool, third_party: bool, year: int | None = None):
@@ -412,11 +410,17 @@ _OPEN_TASKS_OF_CASE = (select(HumanTask).where(HumanTask.case_id == bindparam("b
                        .order_by(HumanTask.id))
 
 
+# The same with what a case page shows of each task (its organisation and assignee), for a
+# session that does not hold them yet: one SELECT instead of a lazy load per organisation and
+# person. Built once: a statement's loader options cost more to key than to run.
+_OPEN_TASKS_OF_CASE_SHOWN = _OPEN_TASKS_OF_CASE.options(joinedload(HumanTask.org), joinedload(HumanTask.assignee))
+
+
 def open_tasks_of_case(s: Session, case_id: int, with_relations: bool = False) -> list[HumanTask]:
-    if not with_relations:      # the completion path: the statement is built once
-        return list(s.scalars(_OPEN_TASKS_OF_CASE, {"b_case": case_id}))
-    q = select(HumanTask).where(HumanTask.case_id == case_id, HumanTask.status == "open").order_by(HumanTask.id)
-    return list(s.scalars(q.options(*_TASK_LIST)))
+    """The case's open inbox rows, oldest first; `with_relations`: with their organisations and
+    assignees loaded in the same SELECT (the case itself is expected in the session)."""
+    statement = _OPEN_TASKS_OF_CASE_SHOWN if with_relations else _OPEN_TASKS_OF_CASE
+    return list(s.scalars(statement, {"b_case": case_id}))
 
 
 def tasks_of_case(s: Session, case_id: int) -> list[HumanTask]:

@@ -693,6 +693,44 @@ def test_start_data_may_not_set_the_project_or_overwrite_a_diagram_function(api)
                                     "data": {"note": "first try"}}).status_code == 201
 
 
+def _counting_statements(db, request):
+    """(the number of SQL statements `request()` sends on the app's database engines, its result)."""
+    from sqlalchemy import event
+    count = [0]
+
+    def seen(*_args):
+        count[0] += 1
+    engines = {db.engine, db.read_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
+    try:
+        result = request()
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
+    return count[0], result
+
+
+def test_the_case_page_reads_its_tasks_people_and_organisations_in_the_same_statements(api, flow, demo_core):
+    """No lazy load per task: a case whose open task has an organisation and an assignee costs
+    the same statements as one whose task has neither."""
+    bare = flow.start("EDU-2027-001")
+    flow.walk_to(bare["id"], "preliminary_review")      # the review center's: no organisation
+    full = flow.start("EDU-2027-003")
+    task = flow.walk_to(full["id"], "competent_check")  # the education bureau's
+    assert api("edu_bureau").post(f"{P}/tasks/{task['id']}/claim").status_code == 200
+
+    def page(case_id: int) -> dict:
+        return api("supervisor").get(f"{P}/cases/{case_id}").get_json()
+    page(bare["id"])        # the first request of a client logs in
+    bare_statements, bare_page = _counting_statements(demo_core.db, lambda: page(bare["id"]))
+    full_statements, full_page = _counting_statements(demo_core.db, lambda: page(full["id"]))
+
+    assert [(t["org"], t["assignee"]) for t in bare_page["tasks"]] == [(None, None)]
+    assert [(t["org"], t["assignee"]) for t in full_page["tasks"]] == [("edu_bureau", "edu_bureau")]
+    assert full_statements == bare_statements
+
+
 # ---- concurrency and conflicts ------------------------------------------------------------
 
 CONFLICT_MESSAGES = ("this task was completed by someone else a moment ago; reload the case",
