@@ -78,7 +78,7 @@ def run_config(url: str, workers: int, clients: int, seconds: float, projects, r
         # Each keep-alive connection stays with the worker that accepted it, and which one that
         # is, is up to the kernel: with 4 clients on 2 workers, 3 + 1 or 4 + 0 happen, and then
         # one process (one core, by the GIL) does most of the work. The split shows it.
-        split = sorted((ms for ms in server_cpu.by_pid.values()), reverse=True)
+        split = sorted(server_cpu.by_pid.values(), reverse=True)
         total = sum(split) or 1.0
         for runner in runners:
             runner.close()

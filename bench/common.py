@@ -423,6 +423,7 @@ class CpuMeter:
     def __init__(self, pids_fn):
         self.pids_fn = pids_fn
         self.before: dict[int, int] = {}
+        self.by_pid: dict[int, float] = {}     # ms per process, set by stop()
 
     def start(self):
         self.before = cpu_ns_many(self.pids_fn())

@@ -567,9 +567,8 @@ class CaseService:
         `locked`: prepared in this transaction with the case's and the task's rows locked."""
         task, case, workflow, data = plan.task, plan.case, plan.workflow, plan.data
         s.add(task)     # the rows read while preparing, for the effects and the answer to use
-        # The case row stays locked to the commit: its messages and timers wait for this save.
-        if not locked and not queries.lock_case_at_version(s, case.id, plan.version):
-            raise _Stale()
+        # Unlocked (SQLite), the case may have moved on since it was read: the guarded
+        # save_case_state below finds that out, with the writer's turn holding everyone else off.
         if not queries.mark_task_done(s, task.id, "completed", now, actor.id, assignee_id=plan.assignee_id):
             raise _Stale()  # completed, cancelled, claimed or released meanwhile: say which, afresh
         # Closed now, the task takes no more uploads or removals; a change meanwhile is redone.

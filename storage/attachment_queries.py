@@ -6,7 +6,7 @@ from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session, selectinload, undefer
 
 from .models import Attachment, HumanTask, User
-from .queries import MAX_ID
+from .queries import is_row_id
 
 _A, _TASKS, _USERS = Attachment.__table__, HumanTask.__table__, User.__table__
 # What lists show of a file, as plain rows (never the content): its task's name and its
@@ -56,7 +56,7 @@ def count_of_task(s: Session, task_id: int) -> int:
 
 
 def get(s: Session, attachment_id, with_content: bool = False) -> Attachment | None:
-    if isinstance(attachment_id, bool) or not isinstance(attachment_id, int) or not 0 < attachment_id <= MAX_ID:
+    if not is_row_id(attachment_id):
         return None
     query = (select(Attachment).options(selectinload(Attachment.task), selectinload(Attachment.uploaded_by))
              .where(Attachment.id == attachment_id))

@@ -483,20 +483,6 @@ def set_assignee(s: Session, task_id: int, expected: int | None, assignee: int |
 _SAVE_CASE = {}     # frozenset of the columns set -> the guarded UPDATE statement
 
 
-_CASE_VERSION_FOR_UPDATE = select(_CASES.c.lock_version).where(_CASES.c.id == bindparam("b_id")).with_for_update()
-
-
-def lock_case_at_version(s: Session, case_id: int, version: int) -> bool:
-    """Lock the case's row to the end of the transaction, so that nobody else saves it, delivers
-    it a message or fires its timers meanwhile; False if it is no longer at `version`. SQLite's
-    write lock holds the whole database already: no statement is sent there, and the guarded
-    save_case_state checks the version."""
-    if s.get_bind().dialect.name == "sqlite":
-        return True
-    s.flush()
-    return s.connection().execute(_CASE_VERSION_FOR_UPDATE, {"b_id": case_id}).scalar() == version
-
-
 _CASE_OF_TASK_FOR_UPDATE = (select(_CASES.c.id).where(_CASES.c.id == select(_TASKS.c.case_id)
                                                        .where(_TASKS.c.id == bindparam("b_id")).scalar_subquery())
                             .with_for_update())
@@ -504,10 +490,8 @@ _CASE_OF_TASK_FOR_UPDATE = (select(_CASES.c.id).where(_CASES.c.id == select(_TAS
 
 def lock_case_of_task(s: Session, task_id: int) -> None:
     """Lock the row of a task's case (if both exist) to the end of the transaction (no
-    statement on SQLite, as for lock_case_at_version)."""
-    if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 < task_id <= MAX_ID:
-        return
-    if s.get_bind().dialect.name == "sqlite":
+    statement on SQLite, whose writer holds the whole database already)."""
+    if not is_row_id(task_id) or s.get_bind().dialect.name == "sqlite":
         return
     s.connection().execute(_CASE_OF_TASK_FOR_UPDATE, {"b_id": task_id})
 
@@ -584,10 +568,16 @@ def running_cases_by_project(s: Session) -> dict[tuple[int, str], int]:
 MAX_ID = 2**31 - 1   # ids are INTEGER columns: PostgreSQL's int4 is the narrowest range
 
 
+def is_row_id(value) -> bool:
+    """Whether a value from a request can be a row's id (an int in the columns' range, not a
+    bool): anything else matches no row, and must not reach the database as a parameter."""
+    return not isinstance(value, bool) and isinstance(value, int) and 0 < value <= MAX_ID
+
+
 def get_by_id(s: Session, model, ident, options=()):
     """The row with this id, or None (also for ids no row can have, instead of a driver error).
     `options`: loader options (joinedload...) to read related rows in the same SELECT."""
-    if isinstance(ident, bool) or not isinstance(ident, int) or not 0 < ident <= MAX_ID:
+    if not is_row_id(ident):
         return None
     return s.get(model, ident, options=options)
 
@@ -596,7 +586,7 @@ def get_by_statement(s: Session, statement, ident):
     """get_by_id with a prebuilt `select(Model).options(...).where(Model.id == bindparam("b_id"))`:
     a statement object built once keeps its cache key, where s.get(..., options=...) computes
     the key of its loader options on every call (several milliseconds for a few joinedloads)."""
-    if isinstance(ident, bool) or not isinstance(ident, int) or not 0 < ident <= MAX_ID:
+    if not is_row_id(ident):
         return None
     return s.scalars(statement, {"b_id": ident}).first()
 
@@ -606,7 +596,7 @@ def get_for_update(s: Session, model, ident):
     The row is read again even if the session holds it already: on PostgreSQL the lock may have
     waited for another transaction to commit a change to it (a completion moving a case on while
     a draw, which loaded every case of its campaign first, tells each case its result)."""
-    if isinstance(ident, bool) or not isinstance(ident, int) or not 0 < ident <= MAX_ID:
+    if not is_row_id(ident):
         return None
     return s.get(model, ident, with_for_update=True, populate_existing=True)
 
