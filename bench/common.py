@@ -303,6 +303,7 @@ class Server:
     database_url: str
     workers: int = 1
     threads: int = 8
+    active: int = 1             # requests running at once per worker (perfbudget serve --active)
     access_log: bool = True
     port: int = 0
     proc: subprocess.Popen | None = None
@@ -312,7 +313,7 @@ class Server:
         self.port = self.port or free_port()
         env = dict(os.environ, PERFBUDGET_DATABASE_URL=self.database_url)
         cmd = [sys.executable, str(BENCH_DIR / "common.py"), "serve", "--port", str(self.port),
-               "--workers", str(self.workers), "--threads", str(self.threads)]
+               "--workers", str(self.workers), "--threads", str(self.threads), "--active", str(self.active)]
         if not self.access_log:
             cmd.append("--no-access-log")
         self.log = open(self.log_dir / "server.log", "wb")
@@ -450,7 +451,7 @@ def _serve_main(argv: list[str]) -> None:
     """Entry point of the server subprocess: `perfbudget serve` with N workers.
 
     Like `perfbudget serve` (gunicorn, gthread, access log to stdout, timeout 60, spec cache
-    warmed before threads share it), except that each worker builds the app itself after the
+    warmed before threads share it, the request gate of `--active` slots), except that each worker builds the app itself after the
     fork, so no database connection is shared between processes. The database is initialised
     by the benchmark before the server starts.
     """
@@ -460,6 +461,7 @@ def _serve_main(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--active", type=int, default=1)
     parser.add_argument("--no-access-log", action="store_true")
     args = parser.parse_args(argv)
 
@@ -474,10 +476,11 @@ def _serve_main(argv: list[str]) -> None:
 
         def load(self):
             from webui import create_app
+            from webui.server import gated
             app = create_app()
             app.extensions["perfbudget"].specs.warm()
             print(f"bench worker {os.getpid()} ready", flush=True)
-            return app
+            return gated(app, args.active)
 
     BenchServer().run()
 

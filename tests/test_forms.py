@@ -274,3 +274,36 @@ def test_a_row_holding_only_a_zero_is_kept_and_reported():
     errors = errors_of(GOALS, data)
     assert errors[f"indicators.{n}.name"] == "This field is required."
     assert errors[f"indicators.{n}.weight"] == "Must be more than 0."
+
+
+# ---- titled choices (oneOf of consts): the shortcut decides as jsonschema does -------------------
+
+CHOICES = {"oneOf": [{"const": "output", "title": "Output"}, {"const": "effect", "title": "Effect",
+                                                             "description": "Economic, social..."}]}
+TWICE = {"oneOf": [{"const": "a", "title": "A"}, {"const": "a", "title": "A again"}]}
+NOT_ONLY_CONST = {"oneOf": [{"const": "a"}, {"type": "string", "minLength": 1}]}
+NUMBERS = {"oneOf": [{"const": 1, "title": "One"}, {"const": True, "title": "Yes"}]}
+
+
+@pytest.mark.parametrize("schema, instance", [
+    (CHOICES, "output"), (CHOICES, "effect"), (CHOICES, "Output"), (CHOICES, ""), (CHOICES, 1),
+    (CHOICES, None), (CHOICES, ["output"]), (TWICE, "a"), (TWICE, "b"),
+    (NOT_ONLY_CONST, "a"), (NOT_ONLY_CONST, "b"), (NOT_ONLY_CONST, ""),
+    (NUMBERS, 1), (NUMBERS, 1.0), (NUMBERS, True), (NUMBERS, "1"),
+])
+def test_titled_choices_are_checked_as_jsonschema_checks_them(schema, instance):
+    from jsonschema import Draft202012Validator
+
+    from engine.forms import FormValidator
+
+    def described(validator):
+        return [(e.validator, list(e.absolute_path), e.message) for e in validator.iter_errors(instance)]
+
+    assert described(FormValidator(schema)) == described(Draft202012Validator(schema))
+
+
+def test_indicator_choices_are_still_refused_in_the_goals_form():
+    data = indicator(0, level1="outputs")
+    data["indicators"][1]["operator"] = "≥"
+    assert errors_of(GOALS, data) == {"indicators.0.level1": "Choose one of the listed values.",
+                                              "indicators.1.operator": "Choose one of the listed values."}

@@ -88,16 +88,21 @@ def register(app: Flask) -> None:
     @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
                   help="Serving processes (gunicorn workers). More than one lets requests use more "
                        "than one core; each process opens its own database connections.")
+    @click.option("--active", default=1, show_default=True, type=click.IntRange(0, 256),
+                  help="Requests of one serving process that run at once; the others wait their turn "
+                       "with their bodies received (0: no limit). One process computes on one core "
+                       "at a time, and more at once only cost CPU; use --workers for more cores.")
     @click.option("--timers/--no-timers", default=True, show_default=True,
                   help="Also fire due timers in the serving process (off when `perfbudget worker` runs apart).")
-    def serve_command(host, port, threads, workers, timers):
+    def serve_command(host, port, threads, workers, active, timers):
         """Serve the app with a multi-threaded production server."""
         core().init()
         core().specs.warm()
         from .server import serve
         click.echo(f"PerfBudget on http://{host}:{port}  (database: {_safe_url(core().db.url)}; "
-                   f"{workers} serving process{'es' if workers > 1 else ''} of {threads} threads)")
-        serve(app, host, port, threads, workers=workers, timers=timers)
+                   f"{workers} serving process{'es' if workers > 1 else ''} of {threads} threads, "
+                   f"{active or 'any number of'} running at once)")
+        serve(app, host, port, threads, workers=workers, timers=timers, active=active)
 
     @app.cli.command("worker")
     @click.option("--once", is_flag=True, help="Process what is due now, then exit.")

@@ -6,7 +6,7 @@ from gunicorn.app.base import BaseApplication
 
 class _Server(BaseApplication):
     def __init__(self, app, options: dict):
-        self.application = app
+        self.application = app      # what gunicorn calls: the Flask app, behind the request gate
         self.options = options
         super().__init__()
 
@@ -42,7 +42,19 @@ def _own_connections(app):
     return hook
 
 
-def serve(app, host: str, port: int, threads: int, workers: int = 1, timers: bool = True) -> None:
+def gated(app, active: int):
+    """The Flask app behind a RequestGate of `active` slots (0: no gate). The gate receives
+    bodies up to the largest any route accepts (the attachment uploads')."""
+    if active == 0:
+        return app
+    from .attachments import UPLOAD_BODY_LIMITS
+    from .request_gate import RequestGate
+    limit = max([app.config.get("MAX_CONTENT_LENGTH") or 0, *UPLOAD_BODY_LIMITS.values()])
+    return RequestGate(app, slots=active, body_limit=limit)
+
+
+def serve(app, host: str, port: int, threads: int, workers: int = 1, timers: bool = True,
+          active: int = 1) -> None:
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -65,4 +77,4 @@ def serve(app, host: str, port: int, threads: int, workers: int = 1, timers: boo
     # inside its transaction and could commit half of a request that never returned.
     core = app.extensions["perfbudget"]
     core.db.dispose()
-    _Server(app, options).run()
+    _Server(gated(app, active), options).run()
