@@ -4,8 +4,9 @@ Why: the app's work is CPU in Python (the engine, SQLAlchemy, SQLite in-process)
 process runs Python on one core at a time (the GIL). Two threads working at once do not go
 faster; they hand the GIL to each other at every database call (the driver lets it go around
 each statement), and every hand-over is a wake-up and a context switch. Measured with
-`bench/bench_throughput.py` (SQLite, 2 workers, 4 clients): 41-42 ms of CPU per case with 8
-threads working at once, 36-37 ms with one at a time, and 34.5 -> 42-45 cases per second.
+`bench/bench_throughput.py --active 0,1` (2 workers, 4 clients, two rounds): SQLite 39.7-40.9 ->
+36.4-36.7 ms of app CPU per case and 36.0-36.7 -> 43.5-44.1 cases/s; PostgreSQL 43.5-44.1 ->
+38.4-40.2 ms (its own backends 11.5-11.8 -> 8.7-9.9) and 31.7-33.9 -> 36.5-39.1 cases/s.
 
 Threads are still what lets a process take several connections: the gate only holds back the
 part that computes. A request's body is received before it queues (a slow upload over a slow
