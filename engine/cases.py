@@ -58,6 +58,8 @@ class CompletionResult:
     open_tasks: list[HumanTask] = field(default_factory=list)
     # What complete(answer=...) built inside the completion's transaction.
     answer: dict | None = None
+    # Who completed the task (the answer names them without reading their user row).
+    actor: Actor | None = None
 
 
 _AUDIT_INSERT = AuditEvent.__table__.insert()
@@ -216,7 +218,7 @@ class CaseService:
         `still_open` (if given) receives the rows that were open and stay open. A case created
         in this transaction (`new_case`) has no inbox rows yet: none are looked for."""
         ready = workflow.get_tasks(state=TaskState.READY, manual=True)
-        open_rows = ({} if new_case else
+        open_rows = ({} if new_case or not queries.has_open_tasks(s, case.id) else
                      {row.spiff_task_id: row for row in queries.open_tasks_of_case(s, case.id)})
         ready_ids = {str(t.id) for t in ready}
         for spiff_id, row in open_rows.items():
@@ -598,7 +600,7 @@ class CaseService:
             set_committed_value(task, key, value)
         for row in created:     # what callers show about the next steps, loaded while we can
             _ = (row.org, row.case)
-        result = CompletionResult(case=case, completed=task, next_tasks=created,
+        result = CompletionResult(case=case, completed=task, next_tasks=created, actor=actor,
                                   open_tasks=sorted(still_open + created, key=lambda t: t.id))
         if answer is not None:
             result.answer = answer(s, result)

@@ -33,19 +33,32 @@ def deadline_fields(due_at, escalated_at, escalated_to, now) -> dict:
             "escalated_to_name": ROLES.get(escalated_to) if escalated_to else None}
 
 
-def task_summary(task: HumanTask, now=None) -> dict:
+def _person(user_id, relation, people) -> tuple[str | None, str | None]:
+    """(username, display name) of a task's assignee or completer: from `people`, those the
+    caller knows already (the actor), else through the relationship (the session's user)."""
+    if user_id is None:
+        return None, None
+    if user_id in people:
+        return people[user_id]
+    user = relation()
+    return user.username, user.display_name
+
+
+def task_summary(task: HumanTask, now=None, people: dict | None = None) -> dict:
+    """`people`: {user id: (username, display name)} known to the caller, read from nowhere else."""
     case = task.case
+    people = people or {}
+    assignee, assignee_name = _person(task.assignee_id, lambda: task.assignee, people)
+    completed_by, _ = _person(task.completed_by_id, lambda: task.completed_by, people)
     return {
         **deadline_fields(task.due_at, task.escalated_at, task.escalated_to, now),
         "id": task.id, "case_id": task.case_id, "name": task.name, "step": task.step, "title": task.title,
         "role": task.role or None, "role_name": ROLES.get(task.role, "Case starter"),
         "org": task.org.code if task.org else None,
         "org_name": task.org.name if task.org else ("Finance bureau" if task.role else None),
-        "assignee": task.assignee.username if task.assignee else None,
-        "assignee_name": task.assignee.display_name if task.assignee else None,
+        "assignee": assignee, "assignee_name": assignee_name,
         "status": task.status, "created_at": _iso(task.created_at), "due_at": _iso(task.due_at),
-        "completed_at": _iso(task.completed_at),
-        "completed_by": task.completed_by.username if task.completed_by else None,
+        "completed_at": _iso(task.completed_at), "completed_by": completed_by,
         "process": case.process_key, "case_title": case.title,
         "project": {"id": case.project.id, "code": case.project.code, "name": case.project.name}
         if case.project else None,
@@ -206,15 +219,19 @@ class ReadService:
         """What a completion answers (the case as it is now and the tasks it led to), built inside
         the completion's own transaction (CaseService.complete(answer=...)): the case, its
         version, project and organisations and the inbox rows are in the session already, so
-        only the users the rows name are read, in one SELECT, instead of a new session re-reading
+        only the other users the rows name are read, in one SELECT (none at all when the actor is
+        the only person named, as in most completions), instead of a new session re-reading
         everything (12 statements)."""
         tasks = [result.completed, *result.open_tasks]
-        users = queries.load_users(s, [t.assignee_id for t in tasks] + [t.completed_by_id for t in tasks])
+        actor = result.actor
+        people = {actor.id: (actor.username, actor.display_name)} if actor is not None else {}
+        named = {t.assignee_id for t in tasks} | {t.completed_by_id for t in tasks}
+        users = queries.load_users(s, named - people.keys())
         now = self.clock.now()
         out = {"case": case_summary(result.case),
-               "completed": task_summary(result.completed, now),
-               "next_tasks": [task_summary(t, now) for t in result.next_tasks]}
-        out["case"]["tasks"] = [task_summary(t, now) for t in result.open_tasks]
+               "completed": task_summary(result.completed, now, people),
+               "next_tasks": [task_summary(t, now, people) for t in result.next_tasks]}
+        out["case"]["tasks"] = [task_summary(t, now, people) for t in result.open_tasks]
         del users   # held until here: the identity map keeps its objects only weakly
         return out
 

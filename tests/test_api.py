@@ -693,13 +693,13 @@ def test_start_data_may_not_set_the_project_or_overwrite_a_diagram_function(api)
                                     "data": {"note": "first try"}}).status_code == 201
 
 
-def _counting_statements(db, request):
-    """(the number of SQL statements `request()` sends on the app's database engines, its result)."""
+def _sent_statements(db, request):
+    """(the SQL statements `request()` sends on the app's database engines, its result)."""
     from sqlalchemy import event
-    count = [0]
+    sent: list[str] = []
 
-    def seen(*_args):
-        count[0] += 1
+    def seen(_conn, _cursor, statement, *_args):
+        sent.append(" ".join(statement.split()))
     engines = {db.engine, db.read_engine}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", seen)
@@ -708,7 +708,13 @@ def _counting_statements(db, request):
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", seen)
-    return count[0], result
+    return sent, result
+
+
+def _counting_statements(db, request):
+    """(the number of SQL statements `request()` sends on the app's database engines, its result)."""
+    sent, result = _sent_statements(db, request)
+    return len(sent), result
 
 
 def test_the_case_page_reads_its_tasks_people_and_organisations_in_the_same_statements(api, flow, demo_core):
@@ -1148,3 +1154,38 @@ def test_start_data_that_is_not_json_is_400(app, api, constant):
                                headers=api("school_unit").headers)
     assert r.status_code == 400
     assert api("supervisor").get(f"{P}/cases").get_json()["total"] == 0
+
+
+def test_a_completion_answer_names_its_people_reading_no_user_but_the_others(api, flow, demo_core,
+                                                                             deploy_test_model, actor, project_id):
+    """The completer is named from who is logged in; a person the answer names besides them (a
+    colleague who claimed a parallel step) is read, and named right."""
+    form_data = {"decision": "approve"}
+    plain = flow.walk_to(flow.start("EDU-2027-001")["id"], "competent_check")
+    claimed = flow.walk_to(flow.start("EDU-2027-003")["id"], "competent_check")
+    assert api("edu_bureau").post(f"{P}/tasks/{claimed['id']}/claim").status_code == 200
+    plain_statements, plain_answer = _sent_statements(
+        demo_core.db, lambda: flow.complete("edu_bureau", plain["id"], form_data))
+    claimed_statements, claimed_answer = _sent_statements(
+        demo_core.db, lambda: flow.complete("edu_bureau", claimed["id"], form_data))
+    for answer in (plain_answer, claimed_answer):
+        assert answer["completed"]["completed_by"] == "edu_bureau"
+    assert plain_answer["completed"]["assignee"] is None
+    assert (claimed_answer["completed"]["assignee"], claimed_answer["completed"]["assignee_name"]) == \
+        ("edu_bureau", actor("edu_bureau").display_name)
+    reads_users = [st for st in plain_statements + claimed_statements if "FROM users WHERE users.id" in st]
+    assert reads_users == []
+    assert len(claimed_statements) == len(plain_statements)
+
+    deploy_test_model("parallel_checks")
+    case = demo_core.cases.start(actor("perf1"), "parallel_checks", project_id("EDU-2027-001"))
+    tasks = {t["step"]: t for t in flow.case(case.id)["tasks"]}
+    assert api("review1").post(f"{P}/tasks/{tasks['check_budget']['id']}/claim").status_code == 200
+    api("perf1")    # logged in before the statements are counted
+    statements, answer = _sent_statements(
+        demo_core.db, lambda: flow.complete("perf1", tasks["check_indicators"]["id"], {"indicator_note": "on track"}))
+    assert len([st for st in statements if "FROM users WHERE users.id" in st]) == 1     # review1, once
+    [still_open] = answer["case"]["tasks"]
+    assert (still_open["step"], still_open["assignee"], still_open["assignee_name"]) == \
+        ("check_budget", "review1", actor("review1").display_name)
+    assert answer["completed"]["completed_by"] == "perf1"
