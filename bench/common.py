@@ -451,7 +451,8 @@ def _serve_main(argv: list[str]) -> None:
     """Entry point of the server subprocess: `perfbudget serve` with N workers.
 
     Like `perfbudget serve` (gunicorn, gthread, access log to stdout, timeout 60, spec cache
-    warmed before threads share it, the request gate of `--active` slots), except that each worker builds the app itself after the
+    warmed before threads share it, the request gate of `--active` slots, the SQLite log
+    checkpointer), except that each worker builds the app itself after the
     fork, so no database connection is shared between processes. The database is initialised
     by the benchmark before the server starts.
     """
@@ -479,6 +480,7 @@ def _serve_main(argv: list[str]) -> None:
             from webui.server import gated
             app = create_app()
             app.extensions["perfbudget"].specs.warm()
+            app.extensions["perfbudget"].db.start_checkpointer()     # as perfbudget serve's workers do
             print(f"bench worker {os.getpid()} ready", flush=True)
             return gated(app, args.active)
 

@@ -6,15 +6,16 @@ from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.wal_checkpointer import SAFETY_NET_PAGES, WalCheckpointer
 from storage.writer_queue import WriterQueue
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
 
-def _configure_sqlite(engine: Engine, immediate: bool) -> None:
+def _configure_sqlite(engine: Engine, immediate: bool, background_checkpoints) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         # Autocommit at the driver level; SQLAlchemy's BEGIN below takes over transactions.
@@ -24,6 +25,9 @@ def _configure_sqlite(engine: Engine, immediate: bool) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if background_checkpoints():
+            # The process's checkpointer copies the log back; a commit does only past the safety net.
+            cur.execute(f"PRAGMA wal_autocheckpoint={SAFETY_NET_PAGES}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -57,21 +61,38 @@ class Database:
             # fails and the next ones get fresh connections.
             kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
         self.engine = create_engine(url, **kwargs)
+        # SQLite writers line up in a queue that wakes the next one at once (see writer_queue);
+        # an in-memory database has no file to lock and only one connection anyway.
+        path = make_url(url).database if self.is_sqlite else None
+        on_disk = bool(path) and path != ":memory:" and not path.startswith("file:")
+        self.writer_queue = WriterQueue(os.path.abspath(path), SQLITE_BUSY_TIMEOUT_MS / 1000) if on_disk else None
+        # Not started here: a serving process starts it (start_checkpointer).
+        self.checkpointer = WalCheckpointer(os.path.abspath(path), busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_MS / 1000) \
+            if on_disk else None
         if self.is_sqlite:
-            _configure_sqlite(self.engine, immediate=True)
+            _configure_sqlite(self.engine, immediate=True, background_checkpoints=self._checkpointing)
             # Readers get their own pool with deferred transactions, so WAL lets them run
             # beside a writer.
             self.read_engine = create_engine(url, **kwargs)
-            _configure_sqlite(self.read_engine, immediate=False)
+            _configure_sqlite(self.read_engine, immediate=False, background_checkpoints=self._checkpointing)
         else:
             self.read_engine = self.engine
-        # SQLite writers line up in a queue that wakes the next one at once (see writer_queue);
-        # an in-memory database has no file to lock and only one connection anyway.
-        path = self.engine.url.database if self.is_sqlite else None
-        self.writer_queue = (WriterQueue(os.path.abspath(path), SQLITE_BUSY_TIMEOUT_MS / 1000)
-                             if path and path != ":memory:" and not path.startswith("file:") else None)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def _checkpointing(self) -> bool:
+        return self.checkpointer is not None and self.checkpointer.running
+
+    def start_checkpointer(self) -> None:
+        """SQLite: copy the write-ahead log back into the database from a thread of this process
+        instead of inside commits (storage/wal_checkpointer.py). For a long-running process that
+        writes (a serving process); call it after any fork. Connections opened before keep
+        SQLite's own checkpoints, so the pools are emptied first."""
+        if self.checkpointer is None or self.checkpointer.running:
+            return
+        self.checkpointer.start()
+        self.engine.dispose()
+        self.read_engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -83,6 +104,8 @@ class Database:
                     yield session
             finally:
                 session.close()
+        if self._checkpointing():
+            self.checkpointer.note_commit()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -107,6 +130,8 @@ class Database:
                 conn.commit()       # see _end_read
 
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
         if self.writer_queue is not None:
             self.writer_queue.close()

@@ -19,15 +19,20 @@ class _Server(BaseApplication):
         return self.application
 
 
-def _timers_in_worker(app):
-    """gunicorn's post_worker_init hook: run the timer worker as a daemon thread of each
-    serving process. Not in the master: threads do not survive fork, and the master serves
-    nothing. Several serving processes each get a thread, which is safe (timers are claimed
-    per case), and the thread dies with its process, so gunicorn's restarts manage it."""
+def _worker_threads(app, timers: bool):
+    """gunicorn's post_worker_init hook: the background threads of each serving process — the
+    SQLite log checkpointer (storage/wal_checkpointer.py) and, unless `--no-timers`, the timer
+    worker. Not in the master: threads do not survive fork, and the master serves nothing.
+    Several serving processes each get their own, which is safe (timers are claimed per case;
+    SQLite runs one checkpoint at a time), and the threads die with their process, so
+    gunicorn's restarts manage them."""
     def hook(_worker):
-        from engine.worker import TimerWorker
-        from .notifications import email_settings
-        TimerWorker(app.extensions["perfbudget"], email=email_settings(app)).start_thread()
+        core = app.extensions["perfbudget"]
+        core.db.start_checkpointer()
+        if timers:
+            from engine.worker import TimerWorker
+            from .notifications import email_settings
+            TimerWorker(core, email=email_settings(app)).start_thread()
     return hook
 
 
@@ -67,8 +72,7 @@ def serve(app, host: str, port: int, threads: int, workers: int = 1, timers: boo
         "control_socket_disable": True,
     }
     options["post_fork"] = _own_connections(app)
-    if timers:
-        options["post_worker_init"] = _timers_in_worker(app)
+    options["post_worker_init"] = _worker_threads(app, timers)
     # Close what the master opened (init, the spec warm-up) before it forks. A pooled connection
     # inherited by a serving process shares its socket with the master and with every serving
     # process forked before: on PostgreSQL, one SIGKILLed in the middle of a transaction left
