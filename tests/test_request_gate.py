@@ -26,6 +26,14 @@ def _call(gate, environ) -> tuple[str, bytes]:
     return status[0], body
 
 
+def _call_in_thread(gate, environ) -> tuple[threading.Thread, list]:
+    """Start a request in a thread of its own: (the thread, the list its answer goes to)."""
+    answers: list = []
+    thread = threading.Thread(target=lambda: answers.append(_call(gate, environ)), daemon=True)
+    thread.start()
+    return thread, answers
+
+
 class _Recorder:
     """A WSGI app that notes how many of its calls run at once."""
 
@@ -90,13 +98,10 @@ def test_a_request_that_waited_too_long_runs_anyway(caplog):
     hold = threading.Event()
     app = _Recorder(hold=hold)
     gate = RequestGate(app, slots=1, wait_seconds=0.2)
-    holder = threading.Thread(target=_call, args=(gate, EnvironBuilder(path="/hold").get_environ()), daemon=True)
-    holder.start()
+    holder, _ = _call_in_thread(gate, EnvironBuilder(path="/hold").get_environ())
     while app.running == 0:
         time.sleep(0.001)
-    answer = []
-    second = threading.Thread(target=lambda: answer.append(_call(gate, EnvironBuilder(path="/next").get_environ())))
-    second.start()
+    second, answer = _call_in_thread(gate, EnvironBuilder(path="/next").get_environ())
     second.join(JOIN_SECONDS)
     try:
         assert answer and answer[0][0] == "200 OK", "the second request waited for the first to end"
@@ -135,14 +140,10 @@ def test_a_body_still_arriving_does_not_hold_up_other_requests(app):
     slow = EnvironBuilder(path="/api/v1/tokens", method="POST", data=login,
                           content_type="application/json").get_environ()
     slow["wsgi.input"] = _SlowBody(login, more)
-    slow_answer = []
-    uploader = threading.Thread(target=lambda: slow_answer.append(_call(gate, slow)), daemon=True)
-    uploader.start()
+    uploader, slow_answer = _call_in_thread(gate, slow)
     while slow["wsgi.input"].sent == 0:
         time.sleep(0.001)
-    other = []
-    reader = threading.Thread(target=lambda: other.append(_call(gate, EnvironBuilder(path="/api/v1/openapi.json").get_environ())))
-    reader.start()
+    reader, other = _call_in_thread(gate, EnvironBuilder(path="/api/v1/openapi.json").get_environ())
     reader.join(JOIN_SECONDS)
     try:
         assert other and other[0][0] == "200 OK", "a request waited for another one's body to arrive"
