@@ -67,8 +67,8 @@ class Database:
         on_disk = bool(path) and path != ":memory:" and not path.startswith("file:")
         self.writer_queue = WriterQueue(os.path.abspath(path), SQLITE_BUSY_TIMEOUT_MS / 1000) if on_disk else None
         # Not started here: a serving process starts it (start_checkpointer).
-        self.checkpointer = WalCheckpointer(os.path.abspath(path), busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_MS / 1000) \
-            if on_disk else None
+        self.checkpointer = (WalCheckpointer(os.path.abspath(path), busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_MS / 1000)
+                             if on_disk else None)
         if self.is_sqlite:
             _configure_sqlite(self.engine, immediate=True, background_checkpoints=self._checkpointing)
             # Readers get their own pool with deferred transactions, so WAL lets them run

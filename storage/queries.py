@@ -423,6 +423,7 @@ _ANY_OPEN_TASK_OF_CASE = (select(HumanTask.id).where(HumanTask.case_id == bindpa
 def has_open_tasks(s: Session, case_id: int) -> bool:
     """Whether the case has an open inbox row: a plain-row probe, several times cheaper than the
     ORM query below returning nothing (what a completion of a step with nothing beside it finds)."""
+    s.flush()       # as the ORM query would: rows still pending in the session are counted
     return s.connection().execute(_ANY_OPEN_TASK_OF_CASE, {"b_case": case_id}).first() is not None
 
 

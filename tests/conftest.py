@@ -78,6 +78,18 @@ def database_url(tmp_path, template_database):
 
 
 @pytest.fixture
+def sqlite_db(tmp_path):
+    """A Database on an SQLite file of its own, whatever database the suite runs on, with one
+    table `log (seq, who)`: for the tests of SQLite's writer queue and checkpoints."""
+    from storage.db import Database
+    db = Database(f"sqlite:///{tmp_path / 'own.db'}")
+    with db.transaction() as s:
+        s.execute(text("CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, who TEXT)"))
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
 def clock():
     return Clock()
 

@@ -7,28 +7,18 @@ from __future__ import annotations
 import sqlite3
 import time
 
-import pytest
 from sqlalchemy import text
 
 from storage.db import Database
 from storage.wal_checkpointer import SAFETY_NET_PAGES
 
-ROW = "x" * 3000        # about one page per row
-
-
-@pytest.fixture
-def sqlite_db(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'wal.db'}")
-    with db.transaction() as s:
-        s.execute(text("CREATE TABLE log (id INTEGER PRIMARY KEY, body TEXT)"))
-    yield db
-    db.dispose()
+ROW = "x" * 3000        # about one page per row (the conftest's sqlite_db table)
 
 
 def _commit_rows(db, n: int) -> None:
     for _ in range(n):
         with db.transaction() as s:
-            s.execute(text("INSERT INTO log (body) VALUES (:b)"), {"b": ROW})
+            s.execute(text("INSERT INTO log (who) VALUES (:who)"), {"who": ROW})
 
 
 def _log_pages(db) -> int:

@@ -14,15 +14,6 @@ from sqlalchemy import text
 from storage.db import Database
 
 
-@pytest.fixture
-def sqlite_db(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'queue.db'}")
-    with db.transaction() as s:
-        s.execute(text("CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, who TEXT)"))
-    yield db
-    db.dispose()
-
-
 def _who_wrote(db) -> list[str]:
     with db.reading() as s:
         return [row[0] for row in s.execute(text("SELECT who FROM log ORDER BY seq"))]
