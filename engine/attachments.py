@@ -173,6 +173,7 @@ def _office_package_problem(ext: str, content: bytes) -> str | None:
     except (KeyError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError,
             RuntimeError, ValueError):
         # A zip archive that is no Office package (or a damaged one): refused like any zip.
+        # zipfile raises NotImplementedError for a compression method it cannot read.
         return "it is a zip archive, not an Office file."
     if _OOXML_MAIN[ext] not in declared:
         return "it is another kind of Office file (one with macros, a template, or another program's)."
