@@ -28,8 +28,8 @@ REFERENCE_CASE_SECONDS = 0.170
 
 
 def run_config(url: str, workers: int, clients: int, seconds: float, projects, read_tasks: bool,
-               threads: int, active: int) -> dict:
-    with common.Server(url, workers=workers, threads=threads, active=active) as server:
+               threads: int, active: int, freeze: bool = True) -> dict:
+    with common.Server(url, workers=workers, threads=threads, active=active, freeze=freeze) as server:
         runners = [common.ApiCaseRunner(server.port, read_tasks=read_tasks) for _ in range(clients)]
         # one case per client before the clock starts (connections, every worker's first requests)
         for runner in runners:
@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--active", default="1",
                         help="comma-separated requests running at once per worker (perfbudget serve --active: 1; "
                              "0 = no limit, every thread at once)")
+    parser.add_argument("--freeze", default="1",
+                        help="comma-separated 1/0: the startup heap frozen out of the garbage collector's "
+                             "reach (perfbudget serve: 1) or not, for an A/B in one run")
     parser.add_argument("--read-tasks", action="store_true", help="GET each task before completing it")
     parser.add_argument("--projects", type=int, default=3000,
                         help="projects created up front (one per case; enough for every row)")
@@ -110,6 +113,7 @@ def main() -> None:
     clients = [int(c) for c in args.clients.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
     actives = [int(a) for a in args.active.split(",")]
+    freezes = [bool(int(f)) for f in args.freeze.split(",")]
 
     print(f"machine: {common.machine()}; {common.load_average()}")
     target = 10 / REFERENCE_CASE_SECONDS
@@ -120,22 +124,22 @@ def main() -> None:
             app = PerfBudget(db_url)
             projects = common.ProjectPool(common.add_projects(app, args.projects))
             app.close()
-            for w, c, a in itertools.product(workers, clients, actives):
-                r = run_config(db_url, w, c, args.seconds, projects, args.read_tasks, args.threads, a)
+            for w, c, a, f in itertools.product(workers, clients, actives, freezes):
+                r = run_config(db_url, w, c, args.seconds, projects, args.read_tasks, args.threads, a, f)
                 best = max(best, r["cases_s"])
-                rows.append([common.backend_name(db_url), w, c, a or "any", r["cases"], r["cases_s"], r["requests_s"],
+                rows.append([common.backend_name(db_url), w, c, a or "any", "yes" if f else "no", r["cases"], r["cases_s"], r["requests_s"],
                              r["case_ms"], r["req_ms"], r["req_p95"], r["cpu_case"]["server"],
                              r["cpu_case"]["db"] if not db_url.startswith("sqlite") else "-",
                              r["cpu_case"]["client"], r["cpu_split"],
                              f"{r['cases_s'] * REFERENCE_CASE_SECONDS:.1f}x",
                              len(r["errors"])])
-                print(f"  {rows[-1][0]} workers={w} clients={c} active={a or 'any'}: "
+                print(f"  {rows[-1][0]} workers={w} clients={c} active={a or 'any'} freeze={int(f)}: "
                       f"{r['cases_s']:.1f} cases/s", flush=True)
                 for e in r["errors"][:3]:
                     print(f"    error: {e}")
     per_case = 6 + (5 if args.read_tasks else 0)
     common.print_table(
-        ["database", "workers", "clients", "active", "cases", "cases/s", "req/s", "case ms (med)", "req ms (med)",
+        ["database", "workers", "clients", "active", "frozen", "cases", "cases/s", "req/s", "case ms (med)", "req ms (med)",
          "req ms (p95)", "CPU/case app", "CPU/case PG", "CPU/case client", "app CPU % by worker", "x SpiffArena",
          "errors"], rows,
         title=f"Part 2: whole goal-review cases over HTTP ({per_case} requests per case, "
@@ -144,7 +148,8 @@ def main() -> None:
           "this database, and by the client threads; with 2 cores, 2000 / (their sum) is a ceiling on cases/s.\n"
           "app CPU % by worker: each worker's share of the app CPU, busiest first (a keep-alive connection stays\n"
           "with the worker that accepted it; an uneven split leaves one process, i.e. one core, doing most of it).\n"
-          f"active: requests running at once per worker (perfbudget serve --active; 'any' = all {args.threads} threads).")
+          f"active: requests running at once per worker (perfbudget serve --active; 'any' = all {args.threads} threads).\n"
+          "frozen: the objects alive after start-up frozen out of the garbage collector's reach (perfbudget serve: yes).")
     print(common.load_average())
     print(f"\nreference: SpiffWorkflow's own web app ~{REFERENCE_CASE_SECONDS * 1000:.0f} ms per 5-task case "
           f"= {1 / REFERENCE_CASE_SECONDS:.1f} cases/s; target 10x = {target:.0f} cases/s")

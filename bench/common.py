@@ -305,6 +305,7 @@ class Server:
     threads: int = 8
     active: int = 1             # requests running at once per worker (perfbudget serve --active)
     access_log: bool = True
+    freeze: bool = True         # the startup heap moved out of the collector's reach, as perfbudget serve does
     port: int = 0
     proc: subprocess.Popen | None = None
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pbbench_log_")))
@@ -316,6 +317,8 @@ class Server:
                "--workers", str(self.workers), "--threads", str(self.threads), "--active", str(self.active)]
         if not self.access_log:
             cmd.append("--no-access-log")
+        if not self.freeze:
+            cmd.append("--no-freeze")
         self.log = open(self.log_dir / "server.log", "wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(REPO))
         self._wait_ready()
@@ -464,6 +467,7 @@ def _serve_main(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--active", type=int, default=1)
     parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--no-freeze", action="store_true")
     args = parser.parse_args(argv)
 
     class BenchServer(BaseApplication):
@@ -477,9 +481,11 @@ def _serve_main(argv: list[str]) -> None:
 
         def load(self):
             from webui import create_app
-            from webui.server import gated
+            from webui.server import freeze_startup_heap, gated
             app = create_app()
             app.extensions["perfbudget"].specs.warm()
+            if not args.no_freeze:
+                freeze_startup_heap()     # as perfbudget serve does before forking
             app.extensions["perfbudget"].db.start_checkpointer()     # as perfbudget serve's workers do
             print(f"bench worker {os.getpid()} ready", flush=True)
             return gated(app, args.active)

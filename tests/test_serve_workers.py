@@ -59,3 +59,27 @@ def test_two_serving_processes_keep_every_case_whole(database_url, tmp_path):
         assert h.check_calls(checker, calls) == []
     finally:
         checker.close()
+
+
+def test_startup_heap_is_frozen_after_its_garbage_is_freed():
+    """What perfbudget serve does before forking: cyclic garbage left by start-up is freed,
+    not frozen for the life of the process; what is alive leaves the collector's reach."""
+    import gc
+    import weakref
+
+    from webui.server import freeze_startup_heap
+
+    class Node:
+        pass
+
+    garbage = Node()
+    garbage.self = garbage      # a cycle only the collector can free
+    ref = weakref.ref(garbage)
+    del garbage
+    frozen_before = gc.get_freeze_count()
+    try:
+        freeze_startup_heap()
+        assert ref() is None
+        assert gc.get_freeze_count() > frozen_before
+    finally:
+        gc.unfreeze()

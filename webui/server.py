@@ -47,6 +47,17 @@ def _own_connections(app):
     return hook
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive now (modules, the app, the warmed specs and forms) out of the
+    garbage collector's reach. They live as long as the process, yet each full collection
+    walked all of them again: about 0.2 ms per request, 4 % of a task completion. In the
+    master before forking, it also keeps the serving processes' collections from writing to
+    pages they share with it (gc.freeze's documented use)."""
+    import gc
+    gc.collect()    # what is garbage already is freed, not frozen for good
+    gc.freeze()
+
+
 def gated(app, active: int):
     """The Flask app behind a RequestGate of `active` slots (0: no gate). The gate receives
     bodies up to the largest any route accepts (the attachment uploads')."""
@@ -81,4 +92,5 @@ def serve(app, host: str, port: int, threads: int, workers: int = 1, timers: boo
     # inside its transaction and could commit half of a request that never returned.
     core = app.extensions["perfbudget"]
     core.db.dispose()
+    freeze_startup_heap()
     _Server(gated(app, active), options).run()
