@@ -244,9 +244,8 @@ class CaseService:
                 # A task in no lane stays with whoever started the case.
                 assignee_id=None if role else case.started_by_id,
                 status="open", created_at=now)
-            s.add(row)
             created.append(row)
-        s.flush()
+        queries.add_tasks(s, created)
         # In this transaction: a change that fails or conflicts leaves no notification behind.
         notifications.for_new_tasks(s, case, created, now, actor_id, completed_data)
         return created

@@ -8,7 +8,7 @@ from sqlalchemy import (
     ARRAY, Integer, Select, and_, any_, bindparam, exists, false, func, literal_column, or_, select, text,
     union_all, update,
 )
-from sqlalchemy.orm import Session, aliased, joinedload, selectinload
+from sqlalchemy.orm import Session, aliased, joinedload, make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .models import (
@@ -480,6 +480,29 @@ def mark_task_done(s: Session, task_id: int, status: str, at: datetime, by: int 
     _set_loaded(s, HumanTask, task_id, {"status": status, "completed_at": at, "completed_by_id": by,
                                         "alerts": None, "alert_at": None})
     return True
+
+
+_INSERT_TASK = _TASKS.insert().returning(_TASKS.c.id)
+# Every column of an inbox row (none has a database default): a row written by add_tasks is
+# handed back fully loaded, so reading any of them later costs no SELECT.
+_TASK_COLUMNS = tuple(c.key for c in _TASKS.c if c.key != "id")
+
+
+def add_tasks(s: Session, rows: list[HumanTask]) -> list[HumanTask]:
+    """Write new inbox rows (transient HumanTask objects, relationships left unset) and put them
+    in the session as if they had been read from it. A Core INSERT each, not the unit of work:
+    its flush of one new task cost more than the INSERT, and every completion makes one. The
+    flush first writes rows still pending in the session (the new case) before them."""
+    s.flush()
+    conn = s.connection()
+    for row in rows:
+        values = {key: getattr(row, key) for key in _TASK_COLUMNS}
+        for key, value in values.items():
+            setattr(row, key, value)    # those left unset too: loaded as None, not expired
+        row.id = conn.execute(_INSERT_TASK, values).scalar_one()
+        make_transient_to_detached(row)
+        s.add(row)
+    return rows
 
 
 def set_assignee(s: Session, task_id: int, expected: int | None, assignee: int | None) -> bool:
