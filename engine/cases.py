@@ -244,8 +244,7 @@ class CaseService:
                 # A task in no lane stays with whoever started the case.
                 assignee_id=None if role else case.started_by_id,
                 status="open", created_at=now)
-            created.append(row)
-        queries.add_tasks(s, created)
+            created.append(queries.add_loaded(s, row))
         # In this transaction: a change that fails or conflicts leaves no notification behind.
         notifications.for_new_tasks(s, case, created, now, actor_id, completed_data)
         return created
@@ -289,26 +288,33 @@ class CaseService:
     # ---- starting ------------------------------------------------------------------------
 
     def start(self, actor: Actor, process_key: str, project_id: int | None, data: dict | None = None,
-              answer=None):
+              answer=None, *, project_ref: int | str | None = None):
         """Start a case of the latest version of a process for a project; return the new case.
         With `answer(session, case, workflow) -> dict`, return what it builds instead, inside
         the start's transaction from the rows and the workflow in hand (what the starter is
         shown is then exactly what was committed, without a second session reading it all
-        again and loading the saved state back)."""
+        again and loading the saved state back). `project_ref` (instead of project_id): the
+        project by id or code as a client gave it, looked up in the same transaction and
+        refused first (no such project; one the actor may not see), as a read would."""
         data = dict(data or {})
-        _check_start_data(data)
+        if project_ref is None:
+            _check_start_data(data)
         now = self.clock.now()
         with self.db.transaction() as s:
+            if project_ref is not None:
+                project = self._project_by_ref(s, actor, project_ref)
+                _check_start_data(data)
             version = queries.latest_version(s, process_key)
             if version is None:
                 raise NotFound(f"no process '{process_key}' is deployed")
-            # The project row stays locked to the end of the transaction, so two starts for
-            # one project run one after the other and the start guard sees the first case.
-            project = queries.get_for_update(s, Project, project_id) if project_id is not None else None
-            if project_id is not None and project is None:
-                raise NotFound(f"project {project_id} does not exist")
-            if project is None:
-                raise InvalidData("a case needs a project", {"project": "This field is required."})
+            if project_ref is None:
+                # The project row stays locked to the end of the transaction, so two starts for
+                # one project run one after the other and the start guard sees the first case.
+                project = queries.get_for_update(s, Project, project_id) if project_id is not None else None
+                if project_id is not None and project is None:
+                    raise NotFound(f"project {project_id} does not exist")
+                if project is None:
+                    raise InvalidData("a case needs a project", {"project": "This field is required."})
             if not actor.may_see_project(project):
                 raise PermissionDenied("you may not start cases for this project")
             # The project's three organisations in one SELECT instead of a lazy load each
@@ -327,6 +333,17 @@ class CaseService:
             del orgs
             return result
 
+    @staticmethod
+    def _project_by_ref(s: Session, actor: Actor, ref: int | str) -> Project:
+        """The project given by id or code (an all-digit string is tried as an id first), locked
+        as start() locks it; NotFound, or PermissionDenied if the actor may not see it."""
+        project = queries.project_for_update_by_ref(s, ref)
+        if project is None:
+            raise NotFound(f"project {ref} does not exist")
+        if not actor.may_see_project(project):
+            raise PermissionDenied("you may not see this project")
+        return project
+
     def _open_case(self, s: Session, actor: Actor, version, loaded: LoadedVersion, project: Project,
                    data: dict, now: datetime, campaign_id: int | None = None) -> tuple[Case, BpmnWorkflow]:
         """Create the case row and run the new workflow to its first waiting steps."""
@@ -340,8 +357,7 @@ class CaseService:
                     org_id=project.unit_id, year=project.year, campaign_id=campaign_id,
                     title=title[:300], status="running", lock_version=1,
                     state="", started_by_id=actor.id, started_at=now, updated_at=now)
-        s.add(case)
-        s.flush()
+        queries.add_loaded(s, case)
         self._audit(s, case.id, actor.id, "started", now, data=_jsonable(data))
         workflow = BpmnWorkflow(loaded.model.spec, loaded.model.subprocess_specs)
         recorder = self._attach_engine(workflow)
@@ -350,8 +366,7 @@ class CaseService:
         self._apply_effects(s, case, recorder, actor.id, now)
         self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
         self._sync(s, case, workflow, loaded, now, actor.id, new_case=True)
-        for key, value in self._summary(workflow, now).items():
-            setattr(case, key, value)
+        queries.set_case_columns(s, case.id, **self._summary(workflow, now))
         self._end_event_audit(s, case, workflow, now)
         s.flush()
         return case, workflow

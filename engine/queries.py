@@ -196,18 +196,6 @@ class ReadService:
         with self.db.reading() as s:
             return queries.user_by_username(s, username) is not None
 
-    def project_id(self, actor: Actor, ref: int | str) -> int:
-        """Resolve a project given by id or code, checking the actor may see it."""
-        with self.db.reading() as s:
-            project = queries.get_by_id(s, Project, int(ref)) if str(ref).isdigit() else None
-            if project is None and isinstance(ref, str):
-                project = queries.project_by_code(s, ref)
-            if project is None:
-                raise NotFound(f"project {ref} does not exist")
-            if not actor.may_see_project(project):
-                raise PermissionDenied("you may not see this project")
-            return project.id
-
     def task_brief(self, task_id: int) -> dict:
         with self.db.reading() as s:
             task = queries.get_by_id(s, HumanTask, task_id)
@@ -332,17 +320,20 @@ class ReadService:
     def started_case(self, s, case: Case, workflow) -> dict:
         """case()'s answer for the case just started, built inside the start's transaction
         (CaseService.start(answer=...)) from the case row and the workflow in hand. Whoever
-        started a case may see it, so there is no visibility check to make."""
-        return self._case_answer(s, case, workflow)
+        started a case may see it, so there is no visibility check to make. Files are uploaded
+        to open tasks, and this case's tasks were made in this very transaction: it has none."""
+        return self._case_answer(s, case, workflow, has_files=False)
 
-    def _case_answer(self, s, case: Case, workflow, fresh: bool = False) -> dict:
+    def _case_answer(self, s, case: Case, workflow, fresh: bool = False, has_files: bool = True) -> dict:
         """`fresh`: a session that holds nothing but the case yet (the start's answer has its
-        new tasks, their organisations and people in hand already)."""
+        new tasks, their organisations and people in hand already). `has_files=False`: the
+        case cannot have attachments yet, none are looked for."""
         out = case_summary(case)
         out["tasks"] = [task_summary(t, self.clock.now())
                         for t in queries.open_tasks_of_case(s, case.id, with_relations=fresh)]
         out["history"] = [_event(e) for e in queries.history(s, case.id)]
-        out["attachments"] = [attachment_summary(a) for a in attachment_queries.of_case(s, case.id)]
+        out["attachments"] = ([attachment_summary(a) for a in attachment_queries.of_case(s, case.id)]
+                              if has_files else [])
         if workflow is not None:
             out["data"] = _public_data(_latest_data(workflow))
             out["completed_steps"], out["current_step_ids"] = _step_ids(workflow)

@@ -5,7 +5,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from sqlalchemy import (
-    ARRAY, Integer, Select, and_, any_, bindparam, exists, false, func, literal_column, or_, select, text,
+    ARRAY, Integer, Select, and_, any_, bindparam, exists, false, func, inspect, literal_column, or_, select, text,
     union_all, update,
 )
 from sqlalchemy.orm import Session, aliased, joinedload, make_transient_to_detached, selectinload
@@ -482,27 +482,54 @@ def mark_task_done(s: Session, task_id: int, status: str, at: datetime, by: int 
     return True
 
 
-_INSERT_TASK = _TASKS.insert().returning(_TASKS.c.id)
-# Every column of an inbox row (none has a database default): a row written by add_tasks is
-# handed back fully loaded, so reading any of them later costs no SELECT.
-_TASK_COLUMNS = tuple(c.key for c in _TASKS.c if c.key != "id")
+@lru_cache(maxsize=None)
+def _insert_plan(model) -> tuple:
+    """(INSERT ... RETURNING id, [(attribute, its Python-side default or None)]) of a model
+    whose primary key is `id` and whose columns have no database-side defaults."""
+    table = model.__table__
+    columns = []
+    for prop in inspect(model).column_attrs:
+        column = prop.columns[0]
+        if column.primary_key:
+            continue
+        default = column.default.arg if column.default is not None and column.default.is_scalar else None
+        columns.append((prop.key, default))
+    return table.insert().returning(table.c.id), tuple(columns)
 
 
-def add_tasks(s: Session, rows: list[HumanTask]) -> list[HumanTask]:
-    """Write new inbox rows (transient HumanTask objects, relationships left unset) and put them
-    in the session as if they had been read from it. A Core INSERT each, not the unit of work:
-    its flush of one new task cost more than the INSERT, and every completion makes one. The
-    flush first writes rows still pending in the session (the new case) before them."""
+def add_loaded(s: Session, obj):
+    """Write a new row (a transient object, relationships left unset) with a Core INSERT and
+    put it in the session as if it had been read from it, every column loaded: unset ones hold
+    their default or None, so reading them later costs no SELECT. For the rows every request
+    makes (a new case, its tasks), where the unit of work's flush cost more than the INSERT.
+    The flush first writes rows still pending in the session before it."""
+    statement, columns = _insert_plan(type(obj))
     s.flush()
-    conn = s.connection()
-    for row in rows:
-        values = {key: getattr(row, key) for key in _TASK_COLUMNS}
-        for key, value in values.items():
-            setattr(row, key, value)    # those left unset too: loaded as None, not expired
-        row.id = conn.execute(_INSERT_TASK, values).scalar_one()
-        make_transient_to_detached(row)
-        s.add(row)
-    return rows
+    loaded = inspect(obj).dict
+    values = {key: loaded[key] if key in loaded else default for key, default in columns}
+    for key, value in values.items():
+        if key not in loaded:
+            setattr(obj, key, value)
+    obj.id = s.connection().execute(statement, values).scalar_one()
+    make_transient_to_detached(obj)
+    s.add(obj)
+    return obj
+
+
+_SET_CASE = {}      # frozenset of the columns set -> the UPDATE statement
+
+
+def set_case_columns(s: Session, case_id: int, **values) -> None:
+    """Set columns of a case written in this transaction (no version check: nobody else can
+    see it yet), and give the loaded object the same values."""
+    key = frozenset(values)
+    stmt = _SET_CASE.get(key)
+    if stmt is None:
+        stmt = _SET_CASE[key] = _CASES.update().where(_CASES.c.id == bindparam("b_id")).values(
+            **{k: bindparam(k) for k in values})
+    s.flush()
+    s.connection().execute(stmt, {"b_id": case_id, **values})
+    _set_loaded(s, Case, case_id, values)
 
 
 def set_assignee(s: Session, task_id: int, expected: int | None, assignee: int | None) -> bool:
@@ -623,6 +650,19 @@ def get_by_statement(s: Session, statement, ident):
     if not is_row_id(ident):
         return None
     return s.scalars(statement, {"b_id": ident}).first()
+
+
+_PROJECT_ID_BY_CODE = select(Project.id).where(Project.code == bindparam("b_code"))
+
+
+def project_for_update_by_ref(s: Session, ref: int | str) -> Project | None:
+    """A project given by id or by code (an all-digit string is tried as an id first), locked
+    as get_for_update locks it; None if there is no such project."""
+    project = get_for_update(s, Project, int(ref)) if str(ref).isdigit() else None
+    if project is None and isinstance(ref, str):
+        found = s.connection().execute(_PROJECT_ID_BY_CODE, {"b_code": ref}).first()
+        project = get_for_update(s, Project, found.id) if found is not None else None
+    return project
 
 
 def get_for_update(s: Session, model, ident):

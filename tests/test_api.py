@@ -737,6 +737,33 @@ def test_the_case_page_reads_its_tasks_people_and_organisations_in_the_same_stat
     assert full_statements == bare_statements
 
 
+def test_a_start_and_a_completion_do_not_read_back_the_rows_they_write(api, demo_core):
+    """The new case and its tasks are written by Core INSERTs and handed to the session as
+    loaded rows (storage.queries.add_loaded): a column left expired there would cost a SELECT
+    of that row by id when the answer reads it."""
+    unit = api("school_unit")
+    unit.get(f"{P}/cases")      # the first request of a client logs in
+
+    def reads_by_id_after_insert(sent: list[str], table: str) -> list[str]:
+        inserted = next(i for i, q in enumerate(sent) if q.startswith(f"INSERT INTO {table} "))
+        return [q for q in sent[inserted:] if q.startswith("SELECT") and f"WHERE {table}.id = " in q]
+
+    sent, r = _sent_statements(demo_core.db, lambda: unit.post(
+        f"{P}/cases", {"process": "goal_review", "project": "EDU-2027-001"}))
+    assert r.status_code == 201, r.get_json()
+    started = r.get_json()
+    assert started["status"] == "running" and started["current_steps"] and len(started["tasks"]) == 1
+    assert reads_by_id_after_insert(sent, "cases") == []
+    assert reads_by_id_after_insert(sent, "human_tasks") == []
+
+    task = started["tasks"][0]
+    sent, r = _sent_statements(demo_core.db, lambda: unit.post(
+        f"{P}/tasks/{task['id']}/complete", {"data": goals("EDU-2027-001")}))
+    assert r.status_code == 200, r.get_json()
+    assert [t["step"] for t in r.get_json()["next_tasks"]] == ["competent_check"]
+    assert reads_by_id_after_insert(sent, "human_tasks") == []
+
+
 # ---- concurrency and conflicts ------------------------------------------------------------
 
 CONFLICT_MESSAGES = ("this task was completed by someone else a moment ago; reload the case",

@@ -103,8 +103,8 @@ def start_case():
         errors["data"] = "Expected an object."
     if errors:
         raise InvalidData("the request has errors", errors)
-    project_id = core().reads.project_id(g.actor, project)
-    return jsonify(core().cases.start(g.actor, process, project_id, data, answer=core().reads.started_case)), 201
+    return jsonify(core().cases.start(g.actor, process, None, data, answer=core().reads.started_case,
+                                      project_ref=project)), 201
 
 
 @bp.get("/cases")
