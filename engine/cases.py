@@ -290,7 +290,8 @@ class CaseService:
     def start(self, actor: Actor, process_key: str, project_id: int | None, data: dict | None = None,
               answer=None, *, project_ref: int | str | None = None):
         """Start a case of the latest version of a process for a project; return the new case.
-        With `answer(session, case, workflow) -> dict`, return what it builds instead, inside
+        With `answer(session, case, workflow, tasks) -> dict` (tasks: the case's open inbox rows,
+        all new), return what it builds instead, inside
         the start's transaction from the rows and the workflow in hand (what the starter is
         shown is then exactly what was committed, without a second session reading it all
         again and loading the saved state back). `project_ref` (instead of project_id): the
@@ -328,8 +329,8 @@ class CaseService:
             guard = START_GUARDS.get(process_key)
             if guard:
                 guard(s, project, self.settings.values(s))
-            case, workflow = self._open_case(s, actor, version, loaded, project, data, now)
-            result = answer(s, case, workflow) if answer is not None else case
+            case, workflow, tasks = self._open_case(s, actor, version, loaded, project, data, now)
+            result = answer(s, case, workflow, tasks) if answer is not None else case
             del orgs
             return result
 
@@ -345,8 +346,10 @@ class CaseService:
         return project
 
     def _open_case(self, s: Session, actor: Actor, version, loaded: LoadedVersion, project: Project,
-                   data: dict, now: datetime, campaign_id: int | None = None) -> tuple[Case, BpmnWorkflow]:
-        """Create the case row and run the new workflow to its first waiting steps."""
+                   data: dict, now: datetime, campaign_id: int | None = None
+                   ) -> tuple[Case, BpmnWorkflow, list[HumanTask]]:
+        """Create the case row and run the new workflow to its first waiting steps; return the
+        case, its workflow and its inbox rows (all of them new)."""
         process_key = version.key
         title = f"{project.name} ({project.code})"
         prepare = START_DATA.get(process_key)
@@ -365,11 +368,11 @@ class CaseService:
         self._run_engine(workflow, lambda: None)
         self._apply_effects(s, case, recorder, actor.id, now)
         self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
-        self._sync(s, case, workflow, loaded, now, actor.id, new_case=True)
+        tasks = self._sync(s, case, workflow, loaded, now, actor.id, new_case=True)
         queries.set_case_columns(s, case.id, **self._summary(workflow, now))
         self._end_event_audit(s, case, workflow, now)
         s.flush()
-        return case, workflow
+        return case, workflow, tasks
 
     def open_campaign_cases(self, s: Session, actor: Actor, process_key: str, campaign_id: int,
                             projects: list[Project], data_for) -> list[Case]:

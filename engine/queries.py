@@ -317,20 +317,23 @@ class ReadService:
             case = self._case_for(s, actor, case_id)
             return self._case_answer(s, case, self._workflow(case) if with_data else None, fresh=True)
 
-    def started_case(self, s, case: Case, workflow) -> dict:
+    def started_case(self, s, case: Case, workflow, tasks: list) -> dict:
         """case()'s answer for the case just started, built inside the start's transaction
-        (CaseService.start(answer=...)) from the case row and the workflow in hand. Whoever
-        started a case may see it, so there is no visibility check to make. Files are uploaded
-        to open tasks, and this case's tasks were made in this very transaction: it has none."""
-        return self._case_answer(s, case, workflow, has_files=False)
+        (CaseService.start(answer=...)) from the case row, its new inbox rows and the workflow
+        in hand. Whoever started a case may see it, so there is no visibility check to make.
+        Files are uploaded to open tasks, and this case's tasks were made in this very
+        transaction: it has none."""
+        return self._case_answer(s, case, workflow, tasks=tasks, has_files=False)
 
-    def _case_answer(self, s, case: Case, workflow, fresh: bool = False, has_files: bool = True) -> dict:
-        """`fresh`: a session that holds nothing but the case yet (the start's answer has its
-        new tasks, their organisations and people in hand already). `has_files=False`: the
-        case cannot have attachments yet, none are looked for."""
+    def _case_answer(self, s, case: Case, workflow, fresh: bool = False, has_files: bool = True,
+                     tasks: list | None = None) -> dict:
+        """`fresh`: a session that holds nothing but the case yet, so the open tasks are read
+        with their organisations and people. `has_files=False`: the case cannot have
+        attachments yet, none are looked for. `tasks`: its open inbox rows, in hand already."""
         out = case_summary(case)
-        out["tasks"] = [task_summary(t, self.clock.now())
-                        for t in queries.open_tasks_of_case(s, case.id, with_relations=fresh)]
+        if tasks is None:
+            tasks = queries.open_tasks_of_case(s, case.id, with_relations=fresh)
+        out["tasks"] = [task_summary(t, self.clock.now()) for t in sorted(tasks, key=lambda t: t.id)]
         out["history"] = [_event(e) for e in queries.history(s, case.id)]
         out["attachments"] = ([attachment_summary(a) for a in attachment_queries.of_case(s, case.id)]
                               if has_files else [])
