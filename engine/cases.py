@@ -89,17 +89,18 @@ class _CompletionPlan:
     summary: dict           # the case's columns to save (state included)
 
 # What a completion reads of its task, in one SELECT: the case (and its state), the case's
-# version, project and organisations. The organisations a new task can belong to (the
-# project's unit, competent department and funding section) are then in the session, so
-# the new rows' `org`, the notifications and the answer need no further SELECT for them.
+# version, project and the project's organisations. Those are the organisations a task can
+# belong to (its unit, competent department and funding section) and the case's own (its
+# unit): once they are in the session, `org` of the task, of its case and of the new rows is
+# served from it by the lazy loader without a SELECT (each joined entity costs more ORM work
+# than that look-up), and the notifications and the answer need none either.
 # Read before the write transaction (SQLite), it locks nothing: the save checks that the case,
 # the task and its files are unchanged. In the write transaction (PostgreSQL), the task's row
 # is locked with it, as uploads lock it (attachment_queries.lock_task): no file comes in and
 # nobody claims the task until the completion has committed.
 _TASK_FOR_COMPLETION = select(HumanTask).options(
-    joinedload(HumanTask.org),
     joinedload(HumanTask.case).options(
-        joinedload(Case.process_version), joinedload(Case.org),
+        joinedload(Case.process_version),
         joinedload(Case.project).options(joinedload(Project.unit), joinedload(Project.competent),
                                          joinedload(Project.funding))),
 ).where(HumanTask.id == bindparam("b_id"))

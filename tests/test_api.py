@@ -740,7 +740,8 @@ def test_the_case_page_reads_its_tasks_people_and_organisations_in_the_same_stat
 def test_a_start_and_a_completion_do_not_read_back_the_rows_they_write(api, demo_core):
     """The new case and its tasks are written by Core INSERTs and handed to the session as
     loaded rows (storage.queries.add_loaded): a column left expired there would cost a SELECT
-    of that row by id when the answer reads it."""
+    of that row by id when the answer reads it. Nor does a completion read an organisation
+    on its own: they come with the task's project."""
     unit = api("school_unit")
     unit.get(f"{P}/cases")      # the first request of a client logs in
 
@@ -762,6 +763,9 @@ def test_a_start_and_a_completion_do_not_read_back_the_rows_they_write(api, demo
     assert r.status_code == 200, r.get_json()
     assert [t["step"] for t in r.get_json()["next_tasks"]] == ["competent_check"]
     assert reads_by_id_after_insert(sent, "human_tasks") == []
+    # the task's, the case's and the new task's organisations came with the project's
+    assert r.get_json()["next_tasks"][0]["org"] == "edu_bureau"
+    assert [q for q in sent if "FROM organisations" in q] == []
 
 
 # ---- concurrency and conflicts ------------------------------------------------------------
