@@ -182,8 +182,8 @@ def prepare_start(s: Session, project: Project, data: dict, title: str) -> tuple
 
 
 def mark_in_review(s: Session, case: Case, data: dict, actor_id: int | None, now: datetime) -> None:
-    if case.project is not None:
-        case.project.goals_status = "in_review"
+    if case.project_id is not None:
+        queries.set_goals_status(s, case.project_id, "in_review")
 
 
 def approve(s: Session, case: Case, data: dict, actor_id: int | None, now: datetime) -> None:
@@ -196,17 +196,18 @@ def approve(s: Session, case: Case, data: dict, actor_id: int | None, now: datet
     # Told by the versions on record rather than by the case data: a case started before
     # adjustments were flagged still changes goals in force.
     adjustment = version > 1
-    s.add(ProjectGoals(project_id=project.id, version=version, case_id=case.id, goals=goals_from_data(data),
-                       approved_at=now, approved_by_id=actor_id, kind="adjustment" if adjustment else "initial",
-                       reason=(data.get("adjustment_reason") or None) if adjustment else None))
-    project.goals_status = "approved"
+    queries.add_loaded(s, ProjectGoals(
+        project_id=project.id, version=version, case_id=case.id, goals=goals_from_data(data), approved_at=now,
+        approved_by_id=actor_id, kind="adjustment" if adjustment else "initial",
+        reason=(data.get("adjustment_reason") or None) if adjustment else None))
+    queries.set_goals_status(s, project.id, "approved")
 
 
 def reject(s: Session, case: Case, data: dict, actor_id: int | None, now: datetime) -> None:
-    if case.project is not None:
+    if case.project_id is not None:
         # A rejection of an in-year change leaves the goals approved earlier in force.
-        had_goals = queries.latest_goals(s, case.project.id) is not None
-        case.project.goals_status = "approved" if had_goals else "rejected"
+        had_goals = queries.latest_goals(s, case.project_id) is not None
+        queries.set_goals_status(s, case.project_id, "approved" if had_goals else "rejected")
 
 
 EFFECT_HANDLERS = {

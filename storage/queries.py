@@ -485,7 +485,7 @@ def mark_task_done(s: Session, task_id: int, status: str, at: datetime, by: int 
 @lru_cache(maxsize=None)
 def _insert_plan(model) -> tuple:
     """(INSERT ... RETURNING id, [(attribute, its Python-side default or None)]) of a model
-    whose primary key is `id` and whose columns have no database-side defaults."""
+    whose primary key is `id`. A database-side default is never used: every column is given."""
     table = model.__table__
     columns = []
     for prop in inspect(model).column_attrs:
@@ -514,6 +514,19 @@ def add_loaded(s: Session, obj):
     make_transient_to_detached(obj)
     s.add(obj)
     return obj
+
+
+_PROJECTS = Project.__table__
+_SET_GOALS_STATUS = _PROJECTS.update().where(_PROJECTS.c.id == bindparam("b_id")).values(
+    goals_status=bindparam("b_status"))
+
+
+def set_goals_status(s: Session, project_id: int, status: str) -> None:
+    """Set a project's goals status (a goal review's effects), and the loaded object's with it:
+    a plain UPDATE, where a change to the loaded object cost a flush of the unit of work."""
+    s.flush()
+    s.connection().execute(_SET_GOALS_STATUS, {"b_id": project_id, "b_status": status})
+    _set_loaded(s, Project, project_id, {"goals_status": status})
 
 
 _SET_CASE = {}      # frozenset of the columns set -> the UPDATE statement
