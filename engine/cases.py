@@ -291,32 +291,20 @@ class CaseService:
     def start(self, actor: Actor, process_key: str, project_id: int | None, data: dict | None = None,
               answer=None, *, project_ref: int | str | None = None):
         """Start a case of the latest version of a process for a project; return the new case.
-        With `answer(session, case, workflow, tasks) -> dict` (tasks: the case's open inbox rows,
-        all new), return what it builds instead, inside
-        the start's transaction from the rows and the workflow in hand (what the starter is
-        shown is then exactly what was committed, without a second session reading it all
-        again and loading the saved state back). `project_ref` (instead of project_id): the
-        project by id or code as a client gave it, looked up in the same transaction and
-        refused first (no such project; one the actor may not see), as a read would."""
+        With `answer(session, case, workflow, tasks) -> dict` (tasks: the case's open inbox
+        rows, all new), return what it builds instead, inside the start's transaction from the
+        rows and the workflow in hand (what the starter is shown is then exactly what was
+        committed, without a second session reading it all again and loading the saved state
+        back). `project_ref` (instead of project_id): the project by id or code as a client
+        gave it, refused first if there is no such project or the actor may not see it."""
         data = dict(data or {})
-        if project_ref is None:
-            _check_start_data(data)
         now = self.clock.now()
         with self.db.transaction() as s:
-            if project_ref is not None:
-                project = self._project_by_ref(s, actor, project_ref)
-                _check_start_data(data)
+            project = self._project_to_start(s, actor, project_id, project_ref)
+            _check_start_data(data)
             version = queries.latest_version(s, process_key)
             if version is None:
                 raise NotFound(f"no process '{process_key}' is deployed")
-            if project_ref is None:
-                # The project row stays locked to the end of the transaction, so two starts for
-                # one project run one after the other and the start guard sees the first case.
-                project = queries.get_for_update(s, Project, project_id) if project_id is not None else None
-                if project_id is not None and project is None:
-                    raise NotFound(f"project {project_id} does not exist")
-                if project is None:
-                    raise InvalidData("a case needs a project", {"project": "This field is required."})
             if not actor.may_see_project(project):
                 raise PermissionDenied("you may not start cases for this project")
             # The project's three organisations in one SELECT instead of a lazy load each
@@ -336,14 +324,22 @@ class CaseService:
             return result
 
     @staticmethod
-    def _project_by_ref(s: Session, actor: Actor, ref: int | str) -> Project:
-        """The project given by id or code (an all-digit string is tried as an id first), locked
-        as start() locks it; NotFound, or PermissionDenied if the actor may not see it."""
-        project = queries.project_for_update_by_ref(s, ref)
+    def _project_to_start(s: Session, actor: Actor, project_id: int | None, project_ref: int | str | None) -> Project:
+        """The project a start is for, by id or (project_ref, from a client) by id or code. Its
+        row stays locked to the end of the transaction, so two starts for one project run one
+        after the other and the start guard sees the first case."""
+        if project_ref is not None:
+            project = queries.project_for_update_by_ref(s, project_ref)
+            if project is None:
+                raise NotFound(f"project {project_ref} does not exist")
+            if not actor.may_see_project(project):
+                raise PermissionDenied("you may not see this project")
+            return project
+        project = queries.get_for_update(s, Project, project_id) if project_id is not None else None
+        if project_id is not None and project is None:
+            raise NotFound(f"project {project_id} does not exist")
         if project is None:
-            raise NotFound(f"project {ref} does not exist")
-        if not actor.may_see_project(project):
-            raise PermissionDenied("you may not see this project")
+            raise InvalidData("a case needs a project", {"project": "This field is required."})
         return project
 
     def _open_case(self, s: Session, actor: Actor, version, loaded: LoadedVersion, project: Project,

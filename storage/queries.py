@@ -529,22 +529,6 @@ def set_goals_status(s: Session, project_id: int, status: str) -> None:
     _set_loaded(s, Project, project_id, {"goals_status": status})
 
 
-_SET_CASE = {}      # frozenset of the columns set -> the UPDATE statement
-
-
-def set_case_columns(s: Session, case_id: int, **values) -> None:
-    """Set columns of a case written in this transaction (no version check: nobody else can
-    see it yet), and give the loaded object the same values."""
-    key = frozenset(values)
-    stmt = _SET_CASE.get(key)
-    if stmt is None:
-        stmt = _SET_CASE[key] = _CASES.update().where(_CASES.c.id == bindparam("b_id")).values(
-            **{k: bindparam(k) for k in values})
-    s.flush()
-    s.connection().execute(stmt, {"b_id": case_id, **values})
-    _set_loaded(s, Case, case_id, values)
-
-
 def set_assignee(s: Session, task_id: int, expected: int | None, assignee: int | None) -> bool:
     cond = HumanTask.assignee_id.is_(None) if expected is None else HumanTask.assignee_id == expected
     result = s.execute(update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == "open", cond)
@@ -554,7 +538,19 @@ def set_assignee(s: Session, task_id: int, expected: int | None, assignee: int |
 
 # ---- cases ------------------------------------------------------------------------------
 
-_SAVE_CASE = {}     # frozenset of the columns set -> the guarded UPDATE statement
+_CASE_UPDATES: dict = {}    # (the columns set, version-guarded) -> the UPDATE statement
+
+
+def _case_update(columns: frozenset, guarded: bool):
+    """The UPDATE of these columns of a case, built once per set of columns; `guarded`: only at
+    the version read (WHERE lock_version = :b_version), which it moves on by one."""
+    stmt = _CASE_UPDATES.get((columns, guarded))
+    if stmt is None:
+        stmt = _CASES.update().where(_CASES.c.id == bindparam("b_id")).values(**{k: bindparam(k) for k in columns})
+        if guarded:
+            stmt = stmt.where(_CASES.c.lock_version == bindparam("b_version")).values(lock_version=bindparam("b_next"))
+        _CASE_UPDATES[(columns, guarded)] = stmt
+    return stmt
 
 
 _CASE_OF_TASK_FOR_UPDATE = (select(_CASES.c.id).where(_CASES.c.id == select(_TASKS.c.case_id)
@@ -572,19 +568,22 @@ def lock_case_of_task(s: Session, task_id: int) -> None:
 
 def save_case_state(s: Session, case_id: int, expected_version: int, **values) -> bool:
     """Optimistic save: applies only if nobody saved the case since it was read."""
-    key = frozenset(values)
-    stmt = _SAVE_CASE.get(key)
-    if stmt is None:
-        stmt = _SAVE_CASE[key] = (
-            _CASES.update().where(_CASES.c.id == bindparam("b_id"), _CASES.c.lock_version == bindparam("b_version"))
-            .values(lock_version=bindparam("b_next"), **{k: bindparam(k) for k in values}))
     s.flush()
-    result = s.connection().execute(stmt, {"b_id": case_id, "b_version": expected_version,
-                                           "b_next": expected_version + 1, **values})
+    result = s.connection().execute(_case_update(frozenset(values), guarded=True),
+                                    {"b_id": case_id, "b_version": expected_version,
+                                     "b_next": expected_version + 1, **values})
     if result.rowcount != 1:
         return False
     _set_loaded(s, Case, case_id, {**values, "lock_version": expected_version + 1})
     return True
+
+
+def set_case_columns(s: Session, case_id: int, **values) -> None:
+    """Set columns of a case written in this transaction (no version check: nobody else can
+    see it yet), and give the loaded object the same values."""
+    s.flush()
+    s.connection().execute(_case_update(frozenset(values), guarded=False), {"b_id": case_id, **values})
+    _set_loaded(s, Case, case_id, values)
 
 
 _AUDIT, _USERS = AuditEvent.__table__, User.__table__
@@ -665,16 +664,18 @@ def get_by_statement(s: Session, statement, ident):
     return s.scalars(statement, {"b_id": ident}).first()
 
 
-_PROJECT_ID_BY_CODE = select(Project.id).where(Project.code == bindparam("b_code"))
+# Locked and read afresh, as get_for_update reads a row.
+_PROJECT_BY_CODE_FOR_UPDATE = (select(Project).where(Project.code == bindparam("b_code")).with_for_update()
+                               .execution_options(populate_existing=True))
 
 
 def project_for_update_by_ref(s: Session, ref: int | str) -> Project | None:
-    """A project given by id or by code (an all-digit string is tried as an id first), locked
-    as get_for_update locks it; None if there is no such project."""
-    project = get_for_update(s, Project, int(ref)) if str(ref).isdigit() else None
+    """A project given by id or by code (a string of ASCII digits is tried as an id first),
+    locked as get_for_update locks it; None if there is no such project."""
+    digits = str(ref).isascii() and str(ref).isdigit()     # "²".isdigit(), yet int("²") fails
+    project = get_for_update(s, Project, int(ref)) if digits else None
     if project is None and isinstance(ref, str):
-        found = s.connection().execute(_PROJECT_ID_BY_CODE, {"b_code": ref}).first()
-        project = get_for_update(s, Project, found.id) if found is not None else None
+        project = s.scalars(_PROJECT_BY_CODE_FOR_UPDATE, {"b_code": ref}).first()
     return project
 
 

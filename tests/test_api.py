@@ -1161,7 +1161,7 @@ def test_numbers_beyond_the_databases_integers_are_client_errors(app, api, metho
     assert (r.status_code, r.get_json()) == (status, body)
 
 
-@pytest.mark.parametrize("ref", [BIG_ID, "3000000000", 2147483648, 0, -1])
+@pytest.mark.parametrize("ref", [BIG_ID, "3000000000", 2147483648, 0, -1, "²"])
 def test_a_project_id_no_row_can_have_is_404(app, api, ref):
     app.config["PROPAGATE_EXCEPTIONS"] = False
     r = api("school_unit").post(f"{P}/cases", {"process": "goal_review", "project": ref})

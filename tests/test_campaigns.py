@@ -73,6 +73,7 @@ def test_without_a_selection_the_key_projects_get_key_monitoring(approved, api):
 @pytest.mark.parametrize("body, field", [
     ({"kind": "audit"}, "kind"),
     ({"year": "soon"}, "year"),
+    ({"year": "²²²²"}, "year"),      # digits to str.isdigit(), not to int()
     ({"year": 1850}, "year"),
     ({"cutoff_date": "2027-02-30"}, "cutoff_date"),
     ({"cutoff_date": "2026-09-30"}, "cutoff_date"),

@@ -76,6 +76,14 @@ def test_a_retry_with_corrected_data_runs_the_step_and_the_case_goes_on(demo_cor
     assert api("admin").post(f"/api/v1/cases/{errored['case']}/retry", json={}).status_code == 409
 
 
+@pytest.mark.parametrize("version", ["latest", "²", "12345678901"])
+def test_a_retry_with_a_version_that_is_no_version_id_is_refused(demo_core, errored, api, version):
+    refused = api("admin").post(f"/api/v1/cases/{errored['case']}/retry", json={"version": version})
+    assert refused.status_code == 400, refused.get_json()
+    assert refused.get_json()["details"] == {"version": "A version id."}
+    assert api("admin").get(f"/api/v1/cases/{errored['case']}").get_json()["status"] == "error"
+
+
 def test_a_retry_on_a_corrected_version_moves_the_case(demo_core, errored, api, pages):
     fixed_version, created = demo_core.processes.deploy(variant(GOOD_POST, GOOD_POST + b"\nfixed = True"))
     assert created

@@ -21,7 +21,7 @@ bp = Blueprint("campaigns", __name__)
 def _year(raw) -> int:
     if isinstance(raw, int) and not isinstance(raw, bool):
         return raw
-    if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) == 4:
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) == 4:
         return int(raw.strip())
     raise InvalidData("the year is not valid", {"year": "A four-digit year."})
 

@@ -20,7 +20,7 @@ def _version(raw) -> int | None:
         return None
     if isinstance(raw, int) and not isinstance(raw, bool):
         return raw
-    if isinstance(raw, str) and raw.isdigit() and len(raw) < 10:
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 10:   # int('²') fails
         return int(raw)
     raise InvalidData("version must be a process version id", {"version": "A version id."})
 
