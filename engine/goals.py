@@ -162,8 +162,7 @@ def check_can_start(s: Session, project: Project, settings: dict) -> None:
         raise Conflict(f"project {project.code} needs a passed ex-ante evaluation before its goals are reviewed "
                        f"(evaluation: {project.ex_ante_status.replace('_', ' ')})",
                        {"ex_ante_status": project.ex_ante_status})
-    running = s.scalars(select(Case.id).where(Case.project_id == project.id, Case.process_key == "goal_review",
-                                              Case.status == "running")).first()
+    running = queries.running_case_of_project(s, project.id, "goal_review")
     if running is not None:
         raise Conflict(f"project {project.code} already has a goal review in progress (case {running})",
                        {"case_id": running})
