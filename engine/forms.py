@@ -7,6 +7,7 @@ import re
 from functools import lru_cache
 from typing import Any, Mapping
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 
@@ -106,6 +107,130 @@ def validator_for(schema: dict) -> Draft202012Validator:
     return validator
 
 
+# ---- the quick check -------------------------------------------------------------------------
+# jsonschema walks a schema anew on every validation, building a validator object for each
+# subschema it enters: 0.8 ms for the goals form with six indicators, most of a compile step's
+# validation. fastjsonschema turns a schema into a Python function once. It answers only "valid
+# or not", and it implements draft 7, not 2020-12, so it is used only as a first check, and
+# only for forms that use nothing but keywords both drafts and both libraries read the same way
+# (checked against jsonschema in tests/test_forms.py). Valid data is accepted at once; anything
+# it refuses goes to jsonschema, whose verdict and messages are the ones that count.
+
+# Keywords whose subschemas are walked, by shape of their value.
+_SUBSCHEMA_MAPS = frozenset({"properties"})
+_SUBSCHEMAS = frozenset({"items", "not", "if", "then", "else", "additionalProperties"})
+_SUBSCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf"})
+# Subschemas whose failing can make the whole pass: there, the quick check must never be
+# stricter than jsonschema either (elsewhere being stricter only sends the data to jsonschema).
+_INVERTING = frozenset({"not", "if", "oneOf"})
+# Keywords that check the same thing in draft 7 and 2020-12 (items only with a schema as its
+# value: a list means prefixItems in one and tuple items in the other). `const` and `enum`
+# only with strings: fastjsonschema compares with ==, for which True == 1, jsonschema does not.
+# `format` is an annotation in both without a format checker (fastjsonschema's is off).
+# Not multipleOf: the two libraries divide floats differently.
+_CHECKS = frozenset({"type", "required", "minLength", "maxLength", "pattern", "minimum", "maximum",
+                     "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "const", "enum", "format"})
+_QUICK_KEYWORDS = _SUBSCHEMA_MAPS | _SUBSCHEMAS | _SUBSCHEMA_LISTS | _CHECKS | _ANNOTATIONS | {"$schema"}
+
+
+def _quick_checkable(schema, inverting: bool = False) -> bool:
+    if isinstance(schema, bool):
+        return True
+    if not isinstance(schema, dict) or not schema.keys() <= _QUICK_KEYWORDS:
+        return False
+    if "const" in schema and not isinstance(schema["const"], str):
+        return False
+    if "enum" in schema and not (isinstance(schema["enum"], list) and all(isinstance(v, str) for v in schema["enum"])):
+        return False
+    # fastjsonschema reads a pattern's `$` as the very end of the string; Python's re (and so
+    # jsonschema) also matches before a final newline: "x\n" fails "^x$" in the quick check only.
+    if inverting and "$" in str(schema.get("pattern", "")):
+        return False
+    for key, value in schema.items():
+        inside = inverting or key in _INVERTING
+        if key in _SUBSCHEMA_MAPS:
+            if not isinstance(value, dict) or not all(_quick_checkable(v, inside) for v in value.values()):
+                return False
+        elif key in _SUBSCHEMAS:
+            if not _quick_checkable(value, inside):
+                return False
+        elif key in _SUBSCHEMA_LISTS:
+            if not isinstance(value, list) or not all(_quick_checkable(v, inside) for v in value):
+                return False
+    return True
+
+
+def _titled_choices(alternatives) -> list[str] | None:
+    """The consts of a oneOf that only lists titled string choices, if they are all different."""
+    if not (isinstance(alternatives, list) and alternatives and all(
+            isinstance(a, dict) and isinstance(a.get("const"), str) and a.keys() <= _ANNOTATIONS
+            for a in alternatives)):
+        return None
+    consts = [a["const"] for a in alternatives]
+    return consts if len(set(consts)) == len(consts) else None
+
+
+def _choices_as_enums(schema):
+    """The schema with each list of titled choices made one enum: the same verdict when the
+    choices differ (exactly one matches iff the value is among them), without fastjsonschema
+    raising and catching an exception for every choice that does not match."""
+    if isinstance(schema, list):
+        return [_choices_as_enums(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: _choices_as_enums(sub) for name, sub in value.items()}
+        elif key == "oneOf" and _titled_choices(value) is not None:
+            out[key] = [{"enum": _titled_choices(value)}]
+        elif key in _SUBSCHEMAS or key in _SUBSCHEMA_LISTS:
+            out[key] = _choices_as_enums(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _quick_check(schema: dict):
+    """A compiled function raising fastjsonschema.JsonSchemaException for invalid data, or None
+    for a form the quick check does not cover."""
+    if not _quick_checkable(schema):
+        return None
+    try:
+        # Draft 7 by name: the form's own $schema (2020-12) is not one fastjsonschema knows.
+        definition = {**_choices_as_enums(schema), "$schema": "http://json-schema.org/draft-07/schema#"}
+        # No defaults filled in (that would change the submitted data), no formats asserted.
+        return fastjsonschema.compile(definition, use_default=False, use_formats=False)
+    except Exception:   # anything it cannot compile is left to jsonschema alone
+        return None
+
+
+_quick_by_identity: dict[int, tuple[dict, Any]] = {}
+
+
+def quick_check_for(schema: dict):
+    entry = _quick_by_identity.get(id(schema))
+    if entry is not None and entry[0] is schema:
+        return entry[1]
+    check = _quick_check(schema)
+    if len(_quick_by_identity) >= _BY_IDENTITY_MAX:
+        _quick_by_identity.clear()
+    # Keyed like validator_for: the entry keeps the schema, so its id is not reused meanwhile.
+    _quick_by_identity[id(schema)] = (schema, check)
+    return check
+
+
+def _quickly_valid(schema: dict, data) -> bool:
+    check = quick_check_for(schema)
+    if check is None:
+        return False
+    try:
+        check(data)
+    except Exception:   # invalid (JsonSchemaException), or a value it cannot handle: jsonschema decides
+        return False
+    return True
+
+
 def _path(parts) -> str:
     return ".".join(str(p) for p in parts)
 
@@ -171,7 +296,7 @@ def validate(schema: dict, data: Any) -> dict:
         raise InvalidData("Form data must be an object.", {"": "Expected an object."})
     errors: dict[str, str] = {}
     _refuse_hidden_and_unknown(schema, data, [], errors)
-    if not errors:
+    if not errors and not _quickly_valid(schema, data):
         for error in validator_for(schema).iter_errors(data):
             field, message = _message(error)
             errors.setdefault(field, message)

@@ -52,7 +52,7 @@ def errors_of(schema: dict, data) -> dict:
 
 # ---- validate ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("schema, data", [
+VALID = [
     (GOALS, goals()),
     (GOALS, {"long_term_goal": "L", "annual_goal": "A", "indicators": [
         {"level1": "satisfaction", "level2": "satisfaction", "name": "Parents satisfied", "operator": "qualitative",
@@ -63,11 +63,20 @@ def errors_of(schema: dict, data) -> dict:
     (PRELIMINARY, {"decision": "approve", "grade": "fair"}),
     (FINAL, {"decision": "reject", "comment": "No budget."}),
     (FINAL, {"decision": "approve"}),
-])
+]
+
+
+@pytest.mark.parametrize("schema, data", VALID)
 def test_valid_data_is_returned_unchanged(schema, data):
     before = copy.deepcopy(data)
     assert validate(schema, data) is data
     assert data == before
+
+
+@pytest.mark.parametrize("schema, data", VALID)
+def test_valid_data_passes_the_quick_check_without_jsonschema(schema, data):
+    from engine.forms import quick_check_for
+    quick_check_for(schema)(data)       # raises if it would have to go on to jsonschema
 
 
 @pytest.mark.parametrize("schema, data, expected", [
@@ -307,3 +316,80 @@ def test_indicator_choices_are_still_refused_in_the_goals_form():
     data["indicators"][1]["operator"] = "≥"
     assert errors_of(GOALS, data) == {"indicators.0.level1": "Choose one of the listed values.",
                                               "indicators.1.operator": "Choose one of the listed values."}
+
+
+# ---- the quick check (fastjsonschema) decides as jsonschema does -------------------------------
+
+def _jsonschema_accepts(schema: dict, data) -> bool:
+    from jsonschema import Draft202012Validator
+    return Draft202012Validator(schema).is_valid(data)
+
+
+def _accepted(schema: dict, data) -> bool:
+    try:
+        validate(schema, data)
+        return True
+    except InvalidData:
+        return False
+
+
+OBJ = "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize("schema, data", [
+    # The $ of a pattern: Python's re (jsonschema) matches before a final newline,
+    # fastjsonschema only at the very end.
+    ({"type": "object", "properties": {"x": {"pattern": "^x$"}}}, {"x": "x\n"}),
+    ({"type": "object", "properties": {"x": {"not": {"pattern": "^x$"}}}}, {"x": "x\n"}),
+    ({"type": "object", "properties": {"x": {"if": {"pattern": "^x$"}, "then": {"maxLength": 1}}}}, {"x": "x\n"}),
+    ({"type": "object", "properties": {"x": {"oneOf": [{"pattern": "^x$"}, {"maxLength": 1}]}}}, {"x": "x\n"}),
+    # Numbers and booleans: 1.0 is an integer, True is not; True == 1 for Python, not for JSON Schema.
+    ({"type": "object", "properties": {"n": {"type": "integer"}}}, {"n": 1.0}),
+    ({"type": "object", "properties": {"n": {"not": {"type": "integer"}}}}, {"n": 2.0}),
+    ({"type": "object", "properties": {"n": {"type": "integer"}}}, {"n": True}),
+    ({"type": "object", "properties": {"n": {"const": 1}}}, {"n": True}),
+    ({"type": "object", "properties": {"n": {"enum": [0, "x"]}}}, {"n": False}),
+    ({"type": "object", "properties": {"n": {"multipleOf": 0.1}}}, {"n": 0.3}),
+    # Titled choices: distinct ones become one enum for the quick check; a repeated one does not.
+    ({"type": "object", "properties": {"c": CHOICES}}, {"c": "effect"}),
+    ({"type": "object", "properties": {"c": CHOICES}}, {"c": "Effect"}),
+    ({"type": "object", "properties": {"c": TWICE}}, {"c": "a"}),
+    ({"type": "object", "properties": {"c": {"not": CHOICES}}}, {"c": "output"}),
+    # 2020-12 keywords draft 7 reads differently or not at all: jsonschema alone decides.
+    ({"type": "object", "properties": {"r": {"type": "array", "prefixItems": [{"type": "integer"}]}}}, {"r": ["x"]}),
+    ({"type": "object", "properties": {"a": {}, "b": {}}, "dependentRequired": {"a": ["b"]}}, {"a": 1}),
+    ({"$schema": OBJ, "type": "object", "properties": {"d": {"$ref": "#/$defs/d"}}, "$defs": {"d": {"type": "string"}}},
+     {"d": 1}),
+    ({"type": "object", "properties": {"l": {"contains": {"const": "x"}, "minContains": 2}}}, {"l": ["x"]}),
+    # Format is an annotation for both (no format checker).
+    ({"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}, {"d": "2026-02-31"}),
+])
+def test_the_quick_check_never_changes_the_verdict(schema, data):
+    assert _accepted(schema, data) == _jsonschema_accepts(schema, data)
+
+
+@pytest.mark.parametrize("schema, covered", [
+    ({"type": "object", "properties": {"x": {"not": {"pattern": "^x$"}}}}, False),
+    ({"type": "object", "properties": {"x": {"not": {"pattern": "^x"}}}}, True),
+    ({"type": "object", "properties": {"x": {"pattern": "^x$"}}}, True),
+    ({"type": "object", "properties": {"n": {"const": 1}}}, False),
+    ({"type": "object", "properties": {"n": {"multipleOf": 2}}}, False),
+    ({"type": "object", "properties": {"r": {"items": [{"type": "integer"}]}}}, False),
+    ({"type": "object", "properties": {"d": {"$ref": "#/$defs/d"}}, "$defs": {"d": {"type": "string"}}}, False),
+    (GOALS, True), (REVIEW, True), (PRELIMINARY, True), (FINAL, True),
+])
+def test_the_quick_check_covers_only_keywords_both_libraries_read_alike(schema, covered):
+    from engine.forms import quick_check_for
+    assert (quick_check_for(schema) is not None) == covered
+
+
+def test_the_quick_check_fills_in_no_defaults():
+    schema = {"type": "object", "properties": {"x": {"type": "string", "default": "d"}, "n": {"type": "integer"}}}
+    data = {"n": 1}
+    assert validate(schema, data) is data and data == {"n": 1}
+
+
+def test_data_the_quick_check_refuses_still_gets_jsonschemas_messages():
+    data = indicator(2, weight=-1, level1="outputs")
+    assert errors_of(GOALS, data) == {"indicators.2.level1": "Choose one of the listed values.",
+                                      "indicators.2.weight": "Must be more than 0."}
