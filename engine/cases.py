@@ -20,8 +20,7 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import attachment_queries, queries
@@ -87,25 +86,6 @@ class _CompletionPlan:
     assignee_id: int | None
     failure: WorkflowError | None
     summary: dict           # the case's columns to save (state included)
-
-# What a completion reads of its task, in one SELECT: the case (and its state), the case's
-# version, project and the project's organisations. Those are the organisations a task can
-# belong to (its unit, competent department and funding section) and the case's own (its
-# unit): once they are in the session, `org` of the task, of its case and of the new rows is
-# served from it by the lazy loader without a SELECT (each joined entity costs more ORM work
-# than that look-up), and the notifications and the answer need none either.
-# Read before the write transaction (SQLite), it locks nothing: the save checks that the case,
-# the task and its files are unchanged. In the write transaction (PostgreSQL), the task's row
-# is locked with it, as uploads lock it (attachment_queries.lock_task): no file comes in and
-# nobody claims the task until the completion has committed.
-_TASK_FOR_COMPLETION = select(HumanTask).options(
-    joinedload(HumanTask.case).options(
-        joinedload(Case.process_version),
-        joinedload(Case.project).options(joinedload(Project.unit), joinedload(Project.competent),
-                                         joinedload(Project.funding))),
-).where(HumanTask.id == bindparam("b_id"))
-_TASK_FOR_COMPLETION_LOCKED = _TASK_FOR_COMPLETION.with_for_update(of=HumanTask)
-
 
 def project_facts(project: Project) -> dict:
     """What a diagram may read about the case's project (as `project[...]`)."""
@@ -483,9 +463,10 @@ class CaseService:
             return PermissionDenied("this task is not yours")
         return Conflict(_closed_message(task), {"task": task.id, "status": task.status})
 
-    def _open_task_for(self, s: Session, actor: Actor, task_id: int, statement=None) -> HumanTask:
-        task = (queries.get_by_statement(s, statement, task_id) if statement is not None
-                else queries.get_by_id(s, HumanTask, task_id))
+    def _open_task_for(self, s: Session, actor: Actor, task_id: int, load=None) -> HumanTask:
+        """The open task `task_id` if `actor` may work on it, read by `load(s, task_id)` (by
+        default, the task alone); NotFound, Conflict or PermissionDenied otherwise."""
+        task = load(s, task_id) if load is not None else queries.get_by_id(s, HumanTask, task_id)
         if task is None:
             raise NotFound(f"task {task_id} does not exist")
         if task.status != "open":
@@ -537,7 +518,7 @@ class CaseService:
         """Check the task may be completed with this data and run the engine on it, writing
         nothing: what the write transaction then saves. `locked`: in that transaction, with
         the case's row locked; the task's row is locked too (uploads, claims wait for it)."""
-        task = self._open_task_for(s, actor, task_id, _TASK_FOR_COMPLETION_LOCKED if locked else _TASK_FOR_COMPLETION)
+        task = self._open_task_for(s, actor, task_id, lambda s, i: queries.task_for_completion(s, i, lock=locked))
         case = task.case
         if case.status != "running":
             raise Conflict(f"case {case.id} is {case.status}; its tasks cannot be completed")

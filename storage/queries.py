@@ -690,6 +690,50 @@ def get_by_statement(s: Session, statement, ident):
     return s.scalars(statement, {"b_id": ident}).first()
 
 
+# What a completion reads of its task, in one SELECT: the case (and its state), the case's
+# version, project and the project's organisations. Those are the organisations a task can
+# belong to (its unit, competent department and funding section) and the case's own (its
+# unit): once they are in the session, `org` of the task, of its case and of the new rows is
+# served from it by the lazy loader without a SELECT, and the notifications and the answer
+# need none either. The seven rows are selected side by side and linked by hand instead of
+# through joinedload: the ORM sets up each eager loader again on every execution, which cost
+# more than loading the rows.
+_UNIT, _COMPETENT, _FUNDING = aliased(Organisation), aliased(Organisation), aliased(Organisation)
+_TASK_FOR_COMPLETION = (
+    select(HumanTask, Case, ProcessVersion, Project, _UNIT, _COMPETENT, _FUNDING)
+    .join(Case, Case.id == HumanTask.case_id)
+    .join(ProcessVersion, ProcessVersion.id == Case.process_version_id)
+    .outerjoin(Project, Project.id == Case.project_id)      # a case may have no project
+    .outerjoin(_UNIT, _UNIT.id == Project.unit_id)
+    .outerjoin(_COMPETENT, _COMPETENT.id == Project.competent_id)
+    .outerjoin(_FUNDING, _FUNDING.id == Project.funding_id)
+    .where(HumanTask.id == bindparam("b_id")))
+_TASK_FOR_COMPLETION_LOCKED = _TASK_FOR_COMPLETION.with_for_update(of=HumanTask)
+
+
+def task_for_completion(s: Session, task_id, lock: bool = False) -> HumanTask | None:
+    """The task with its case, the case's version and project and the project's three
+    organisations loaded (see above). Read before the write transaction (SQLite), it locks
+    nothing: the save checks that the case, the task and its files are unchanged. With `lock`
+    (PostgreSQL, in the write transaction) the task's row is locked too, as uploads lock it
+    (attachment_queries.lock_task): no file comes in and nobody claims the task until the
+    completion has committed."""
+    if not is_row_id(task_id):
+        return None
+    row = s.execute(_TASK_FOR_COMPLETION_LOCKED if lock else _TASK_FOR_COMPLETION, {"b_id": task_id}).first()
+    if row is None:
+        return None
+    task, case, version, project, unit, competent, funding = row
+    set_committed_value(task, "case", case)
+    set_committed_value(case, "process_version", version)
+    set_committed_value(case, "project", project)
+    if project is not None:
+        set_committed_value(project, "unit", unit)
+        set_committed_value(project, "competent", competent)
+        set_committed_value(project, "funding", funding)
+    return task
+
+
 # Locked and read afresh, as get_for_update reads a row.
 _PROJECT_BY_CODE_FOR_UPDATE = (select(Project).where(Project.code == bindparam("b_code")).with_for_update()
                                .execution_options(populate_existing=True))
