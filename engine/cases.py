@@ -566,10 +566,12 @@ class CaseService:
         s.add(task)     # the rows read while preparing, for the effects and the answer to use
         # Unlocked (SQLite), the case may have moved on since it was read: the guarded
         # save_case_state below finds that out, with the writer's turn holding everyone else off.
-        if not queries.mark_task_done(s, task.id, "completed", now, actor.id, assignee_id=plan.assignee_id):
-            raise _Stale()  # completed, cancelled, claimed or released meanwhile: say which, afresh
+        # Unlocked, a task prepared without files is closed only if it still has none.
+        if not queries.mark_task_done(s, task.id, "completed", now, actor.id, assignee_id=plan.assignee_id,
+                                      without_files=not locked and not plan.files):
+            raise _Stale()  # completed, cancelled, claimed or released meanwhile, or a file came: afresh
         # Closed now, the task takes no more uploads or removals; a change meanwhile is redone.
-        if not locked and attachment_queries.ids_of_task(s, task.id) != [f["id"] for f in plan.files]:
+        if not locked and plan.files and attachment_queries.ids_of_task(s, task.id) != [f["id"] for f in plan.files]:
             raise _Stale()
         self._audit(s, case.id, actor.id, "completed", now, task=task, data=_jsonable(data))
         self._apply_effects(s, case, plan.recorder, actor.id, now)

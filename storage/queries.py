@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, aliased, joinedload, make_transient_to_detac
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .models import (
-    GROUP_QUEUE, ApiToken, AuditEvent, Case, CaseCount, HumanTask, Organisation, ProcessFile, ProcessVersion, Project,
-    ProjectGoals, RoleGrant, Setting, User,
+    GROUP_QUEUE, ApiToken, Attachment, AuditEvent, Case, CaseCount, HumanTask, Organisation, ProcessFile,
+    ProcessVersion, Project, ProjectGoals, RoleGrant, Setting, User,
 )
 
 
@@ -468,19 +468,26 @@ def _set_loaded(s: Session, model, ident, values: dict) -> None:
 # The same, only if the task is still with whom it was with when the completion was prepared
 # (nobody claimed or released it meanwhile).
 _MARK_TASK_DONE_AS_SEEN = _MARK_TASK_DONE.where(_TASKS.c.assignee_id.is_not_distinct_from(bindparam("b_assignee")))
+# ...and still without files, for a completion prepared from a task that had none: the check
+# in the same statement instead of a SELECT of the task's files after it.
+_ATTACHMENTS = Attachment.__table__
+_MARK_TASK_DONE_AS_SEEN_WITHOUT_FILES = _MARK_TASK_DONE_AS_SEEN.where(
+    ~exists().where(_ATTACHMENTS.c.human_task_id == bindparam("b_id")))
 _ANYONE = object()
 
 
 def mark_task_done(s: Session, task_id: int, status: str, at: datetime, by: int | None,
-                   assignee_id: int | None | object = _ANYONE) -> bool:
+                   assignee_id: int | None | object = _ANYONE, without_files: bool = False) -> bool:
     """Close an open inbox row; False if someone else closed it first (or, given `assignee_id`,
-    if it is no longer with that assignee, None meaning nobody)."""
+    if it is no longer with that assignee, None meaning nobody; or, with `without_files`, if a
+    file has been uploaded for it)."""
     s.flush()
     params = {"b_id": task_id, "b_status": status, "b_at": at, "b_by": by}
     if assignee_id is _ANYONE:
         result = s.connection().execute(_MARK_TASK_DONE, params)
     else:
-        result = s.connection().execute(_MARK_TASK_DONE_AS_SEEN, {**params, "b_assignee": assignee_id})
+        statement = _MARK_TASK_DONE_AS_SEEN_WITHOUT_FILES if without_files else _MARK_TASK_DONE_AS_SEEN
+        result = s.connection().execute(statement, {**params, "b_assignee": assignee_id})
     if result.rowcount != 1:
         return False
     _set_loaded(s, HumanTask, task_id, {"status": status, "completed_at": at, "completed_by_id": by,

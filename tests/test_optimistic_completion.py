@@ -128,6 +128,25 @@ def test_a_file_uploaded_meanwhile_is_part_of_what_the_task_submits(demo_core, a
     assert event.data[attachments.FILES_KEY] == submitted
 
 
+def test_a_file_removed_meanwhile_is_not_part_of_what_the_task_submits(demo_core, actor, project_id, between,
+                                                                      sqlite_only):
+    task = goals_task(demo_core, actor, project_id)
+    unit = actor("school_unit")
+    kept = demo_core.attachments.upload(unit, task.id, "kept.pdf", PDF)
+    dropped = demo_core.attachments.upload(unit, task.id, "dropped.pdf", PDF + b"\n% another file\n")
+    calls = between(lambda: demo_core.attachments.remove(unit, dropped["id"], task.id))
+
+    demo_core.cases.complete(unit, task.id, demo.sample_goals("Campus safety upgrade"))
+
+    assert len(calls) == 2      # prepared again: the first preparation had both files
+    with demo_core.db.reading() as s:
+        submitted = attachments.submitted_files(s, task.id)
+        event = s.scalars(select(AuditEvent).where(AuditEvent.case_id == task.case_id,
+                                                   AuditEvent.action == "completed")).one()
+    assert [f["id"] for f in submitted] == [kept["id"]]
+    assert event.data[attachments.FILES_KEY] == submitted
+
+
 def test_a_task_completed_by_someone_else_meanwhile_names_who(demo_core, actor, project_id, between, colleague,
                                                               sqlite_only):
     task = goals_task(demo_core, actor, project_id)
