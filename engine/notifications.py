@@ -74,9 +74,6 @@ def for_new_tasks(s: Session, case: Case, created: list[HumanTask], now: datetim
     comment = return_comment(completed_data)
     written = 0
     for task in created:
-        users = [uid for uid in task_actors(s, task) if uid != actor_id]
-        if not users:
-            continue
         if comment is not None:
             title = f"Returned: {task.title}"
             body = f"The case was returned to you for “{task.name}”." + \
@@ -89,7 +86,7 @@ def for_new_tasks(s: Session, case: Case, created: list[HumanTask], now: datetim
             if task.due_at:
                 body += f" Due {task.due_at:%Y-%m-%d}."
             kind = "new_task"
-        written += notify(s, users, kind, case, task, title, body, now)
+        written += nq.notify_task_actors(s, task, BUREAU_WIDE, actor_id, kind, title, body, now)
     return written
 
 

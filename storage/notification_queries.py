@@ -62,6 +62,40 @@ _ROLE_HOLDERS_IN_ORG = (select(User.id).join(RoleGrant, RoleGrant.user_id == Use
                                User.active.is_(True)).distinct().order_by(User.id))
 
 
+def _insert_for(users) -> object:
+    """INSERT ... SELECT: one notification for each user `users` selects, other than the actor."""
+    chosen = (users.add_columns(bindparam("b_kind"), bindparam("b_case"), bindparam("b_task"), bindparam("b_title"),
+                                bindparam("b_body"), bindparam("b_at"))
+              .where(User.id.is_distinct_from(bindparam("b_actor"))))
+    return insert(Notification).from_select(
+        ["user_id", "kind", "case_id", "human_task_id", "title", "body", "created_at"], chosen)
+
+
+_NOTIFY_ASSIGNEE = _insert_for(_ACTIVE_USER)
+_NOTIFY_ROLE_HOLDERS = _insert_for(_ROLE_HOLDERS)
+_NOTIFY_ROLE_HOLDERS_IN_ORG = _insert_for(_ROLE_HOLDERS_IN_ORG)
+
+
+def notify_task_actors(s: Session, task: HumanTask, bureau_roles, except_user: int | None, kind: str,
+                       title: str, body: str, at: datetime) -> int:
+    """Notify the users task_actor_ids names, except `except_user`, in one statement that
+    selects and writes them (this runs for every new task); return how many were written."""
+    params = {"b_kind": kind, "b_case": task.case_id, "b_task": task.id, "b_title": title[:400], "b_body": body or "",
+              "b_at": at, "b_actor": except_user}
+    if task.assignee_id is not None:
+        statement, params["b_user"] = _NOTIFY_ASSIGNEE, task.assignee_id
+    elif not task.role:
+        return 0
+    elif task.org_id is not None:
+        statement, params["b_role"], params["b_org"] = _NOTIFY_ROLE_HOLDERS_IN_ORG, task.role, task.org_id
+    elif task.role in bureau_roles:
+        statement, params["b_role"] = _NOTIFY_ROLE_HOLDERS, task.role
+    else:
+        return 0    # a case-scoped role without its organisation reaches nobody
+    s.flush()       # the task the rows point to, if still pending, and users or grants pending
+    return s.connection().execute(statement, params).rowcount
+
+
 def list_for(s: Session, user_id: int, limit: int, offset: int = 0,
              unread_only: bool = False) -> tuple[list[Notification], int, int]:
     """A page of a user's notifications, newest first, with the total and the unread count."""

@@ -80,6 +80,19 @@ def test_a_bureau_wide_task_notifies_every_holder_of_the_role(demo_core, actor, 
     assert sorted(_notified(demo_core, human_task_id=review.id)) == ["review1", "review2"]
 
 
+def test_whoever_completes_a_step_is_not_told_about_the_next_one_even_if_it_is_theirs(demo_core, actor, goal_review):
+    _, compile_id = goal_review
+    # An officer of the Education Bureau who also works for the school.
+    demo_core.accounts.grant("school_unit2", "competent", "edu_bureau")
+    check = demo_core.cases.complete(actor("school_unit2"), compile_id, GOALS).next_tasks[0]
+    assert check.role == "competent"
+    assert sorted(_notified(demo_core, human_task_id=check.id)) == ["edu_bureau"]
+    # Anyone else holding the role is told, once.
+    back = demo_core.cases.complete(actor("edu_bureau"), check.id, RETURN).next_tasks[0]
+    told = _notified(demo_core, human_task_id=back.id)
+    assert sorted(told) == ["school_unit", "school_unit2"] and all(len(n) == 1 for n in told.values())
+
+
 def test_a_return_notifies_the_unit_with_the_comment(demo_core, actor, goal_review):
     _, compile_id = goal_review
     check = demo_core.cases.complete(actor("school_unit"), compile_id, GOALS).next_tasks[0]
