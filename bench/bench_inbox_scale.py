@@ -135,7 +135,6 @@ def generate(app, args) -> dict:
     """Add the organisations, users, projects, cases and inbox rows; return what the sample needs."""
     from sqlalchemy import text
     rng = random.Random(args.seed)
-    now = datetime(2026, 11, 27, 12, 0)
     with app.db.engine.connect() as conn:
         ids = {t: max_id(conn, t) for t in ("organisations", "users", "role_grants", "projects", "cases",
                                             "human_tasks")}

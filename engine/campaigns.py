@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import campaign_queries, deadline_queries, queries

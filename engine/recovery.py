@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import queries
 from storage.models import Case, ProcessVersion

@@ -8,7 +8,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from .models import (
-    Campaign, ExAnteEvaluation, KeyEvaluation, MonitoringRecord, Organisation, Problem, Project,
+    Campaign, ExAnteEvaluation, KeyEvaluation, MonitoringRecord, Problem, Project,
     ProjectGoals, SelfAssessment,
 )
 

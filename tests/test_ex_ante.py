@@ -1,11 +1,9 @@
 """Link 1: ex-ante evaluation through the engine and the pages, and its gate on goal review."""
-from decimal import Decimal
 
 import pytest
 
 from engine import demo, ex_ante
 from engine.errors import Conflict, InvalidData
-from storage import queries
 
 SITE = {"examined_on": "2026-12-03", "participants": "Li Na, Wang Jun (review center); the unit's head",
         "findings": "Site and permits as declared; the existing library seats 60 for 1,800 pupils.",

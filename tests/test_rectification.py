@@ -3,7 +3,6 @@ version, each problem gets its own tasks with a subject and a deadline, the fund
 approves or returns, and the problem rows keep origin, measures, evidence and rounds."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 

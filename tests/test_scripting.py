@@ -19,7 +19,6 @@ from engine.scripting import (
     check_script,
     script_engine,
 )
-from storage.models import Case
 
 
 def task_data() -> dict:
