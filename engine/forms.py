@@ -113,8 +113,9 @@ def validator_for(schema: dict) -> Draft202012Validator:
 # validation. fastjsonschema turns a schema into a Python function once. It answers only "valid
 # or not", and it implements draft 7, not 2020-12, so it is used only as a first check, and
 # only for forms that use nothing but keywords both drafts and both libraries read the same way
-# (checked against jsonschema in tests/test_forms.py). Valid data is accepted at once; anything
-# it refuses goes to jsonschema, whose verdict and messages are the ones that count.
+# (checked against jsonschema in tests/test_forms.py and tests/test_properties.py). Valid data
+# is accepted at once; anything it refuses goes to jsonschema, whose verdict and messages are
+# the ones that count.
 
 # Keywords whose subschemas are walked, by shape of their value.
 _SUBSCHEMA_MAPS = frozenset({"properties"})

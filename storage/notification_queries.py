@@ -27,11 +27,22 @@ def task_actor_ids(s: Session, task: HumanTask, bureau_roles) -> list[int]:
     """The active users who may act on an open inbox row: its assignee if it has one; else the
     holders of its role in its organisation (case-scoped roles) or anywhere (bureau-wide roles,
     whose rows carry no organisation). The same rule as Actor.may_work_on and queries.inbox."""
+    chosen = _actors_of(task, bureau_roles)
+    return _ids(s, _ACTOR_SELECTS[chosen[0]], chosen[1]) if chosen else []
+
+
+def _actors_of(task: HumanTask, bureau_roles) -> tuple[str, dict] | None:
+    """Which selection of _ACTOR_SELECTS names the users who may act on an open inbox row, and
+    its parameters; None if nobody may (a case-scoped role without its organisation)."""
     if task.assignee_id is not None:
-        return _ids(s, _ACTIVE_USER, {"b_user": task.assignee_id})
+        return "assignee", {"b_user": task.assignee_id}
     if not task.role:
-        return []
-    return role_holder_ids(s, task.role, task.org_id, bureau_roles)
+        return None
+    if task.org_id is not None:
+        return "in_org", {"b_role": task.role, "b_org": task.org_id}
+    if task.role in bureau_roles:
+        return "anywhere", {"b_role": task.role}
+    return None
 
 
 def role_holder_ids(s: Session, role: str, org_id: int | None, bureau_roles) -> list[int]:
@@ -62,6 +73,9 @@ _ROLE_HOLDERS_IN_ORG = (select(User.id).join(RoleGrant, RoleGrant.user_id == Use
                                User.active.is_(True)).distinct().order_by(User.id))
 
 
+_ACTOR_SELECTS = {"assignee": _ACTIVE_USER, "in_org": _ROLE_HOLDERS_IN_ORG, "anywhere": _ROLE_HOLDERS}
+
+
 def _insert_for(users) -> object:
     """INSERT ... SELECT: one notification for each user `users` selects, other than the actor."""
     chosen = (users.add_columns(bindparam("b_kind"), bindparam("b_case"), bindparam("b_task"), bindparam("b_title"),
@@ -71,29 +85,21 @@ def _insert_for(users) -> object:
         ["user_id", "kind", "case_id", "human_task_id", "title", "body", "created_at"], chosen)
 
 
-_NOTIFY_ASSIGNEE = _insert_for(_ACTIVE_USER)
-_NOTIFY_ROLE_HOLDERS = _insert_for(_ROLE_HOLDERS)
-_NOTIFY_ROLE_HOLDERS_IN_ORG = _insert_for(_ROLE_HOLDERS_IN_ORG)
+_NOTIFY_ACTORS = {key: _insert_for(users) for key, users in _ACTOR_SELECTS.items()}
 
 
 def notify_task_actors(s: Session, task: HumanTask, bureau_roles, except_user: int | None, kind: str,
                        title: str, body: str, at: datetime) -> int:
     """Notify the users task_actor_ids names, except `except_user`, in one statement that
     selects and writes them (this runs for every new task); return how many were written."""
-    params = {"b_kind": kind, "b_case": task.case_id, "b_task": task.id, "b_title": title[:400], "b_body": body or "",
-              "b_at": at, "b_actor": except_user}
-    if task.assignee_id is not None:
-        statement, params["b_user"] = _NOTIFY_ASSIGNEE, task.assignee_id
-    elif not task.role:
+    chosen = _actors_of(task, bureau_roles)
+    if chosen is None:
         return 0
-    elif task.org_id is not None:
-        statement, params["b_role"], params["b_org"] = _NOTIFY_ROLE_HOLDERS_IN_ORG, task.role, task.org_id
-    elif task.role in bureau_roles:
-        statement, params["b_role"] = _NOTIFY_ROLE_HOLDERS, task.role
-    else:
-        return 0    # a case-scoped role without its organisation reaches nobody
+    key, params = chosen
     s.flush()       # the task the rows point to, if still pending, and users or grants pending
-    return s.connection().execute(statement, params).rowcount
+    return s.connection().execute(_NOTIFY_ACTORS[key], {
+        **params, "b_kind": kind, "b_case": task.case_id, "b_task": task.id, "b_title": title[:400],
+        "b_body": body or "", "b_at": at, "b_actor": except_user}).rowcount
 
 
 def list_for(s: Session, user_id: int, limit: int, offset: int = 0,

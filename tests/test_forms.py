@@ -350,6 +350,9 @@ OBJ = "https://json-schema.org/draft/2020-12/schema"
     ({"type": "object", "properties": {"n": {"const": 1}}}, {"n": True}),
     ({"type": "object", "properties": {"n": {"enum": [0, "x"]}}}, {"n": False}),
     ({"type": "object", "properties": {"n": {"multipleOf": 0.1}}}, {"n": 0.3}),
+    ({"type": "object", "properties": {"n": {"not": {"maximum": 0}}}}, {"n": True}),
+    ({"type": "object", "properties": {"n": {"not": {"minLength": 2}}}}, {"n": 12}),
+    ({"type": "object", "properties": {"n": {"not": {"required": ["a"]}}}}, {"n": ["a"]}),
     # Titled choices: distinct ones become one enum for the quick check; a repeated one does not.
     ({"type": "object", "properties": {"c": CHOICES}}, {"c": "effect"}),
     ({"type": "object", "properties": {"c": CHOICES}}, {"c": "Effect"}),
