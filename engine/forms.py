@@ -64,18 +64,25 @@ _ANNOTATIONS = frozenset({"const", "title", "description", "$comment", "examples
 _STOCK_ONE_OF = Draft202012Validator.VALIDATORS["oneOf"]
 
 
+def _titled_choices(alternatives) -> list[str] | None:
+    """The consts of a oneOf that only lists titled string choices (`[{"const": "output",
+    "title": "Output"}, ...]`, the way forms spell a select with labels), else None."""
+    if isinstance(alternatives, list) and alternatives and all(
+            isinstance(a, dict) and isinstance(a.get("const"), str) and a.keys() <= _ANNOTATIONS
+            for a in alternatives):
+        return [a["const"] for a in alternatives]
+    return None
+
+
 def _one_of(validator, alternatives, instance, schema):
-    """oneOf, with a shortcut for a list of titled choices: `[{"const": "output", "title":
-    "Output"}, ...]`, the way forms spell a select with labels. jsonschema checks every
+    """oneOf, with a shortcut for a list of titled choices. jsonschema checks every
     alternative as a subschema and builds an error for each one that does not match, which
     was 40 % of validating the goals form (six indicators). For string consts, an instance
     valid under exactly one alternative is the string equal to exactly one of them; that case
     returns at once, and everything else (any failure, for its messages) is jsonschema's own."""
-    if isinstance(instance, str) and all(
-            isinstance(a, dict) and isinstance(a.get("const"), str) and a.keys() <= _ANNOTATIONS
-            for a in alternatives):
-        if sum(1 for a in alternatives if a["const"] == instance) == 1:
-            return
+    choices = _titled_choices(alternatives)
+    if isinstance(instance, str) and choices is not None and choices.count(instance) == 1:
+        return
     yield from _STOCK_ONE_OF(validator, alternatives, instance, schema)
 
 
@@ -161,19 +168,9 @@ def _quick_checkable(schema, inverting: bool = False) -> bool:
     return True
 
 
-def _titled_choices(alternatives) -> list[str] | None:
-    """The consts of a oneOf that only lists titled string choices, if they are all different."""
-    if not (isinstance(alternatives, list) and alternatives and all(
-            isinstance(a, dict) and isinstance(a.get("const"), str) and a.keys() <= _ANNOTATIONS
-            for a in alternatives)):
-        return None
-    consts = [a["const"] for a in alternatives]
-    return consts if len(set(consts)) == len(consts) else None
-
-
 def _choices_as_enums(schema):
-    """The schema with each list of titled choices made one enum: the same verdict when the
-    choices differ (exactly one matches iff the value is among them), without fastjsonschema
+    """The schema with each list of titled choices, when they all differ, made one enum: the
+    same verdict (exactly one matches iff the value is among them), without fastjsonschema
     raising and catching an exception for every choice that does not match."""
     if isinstance(schema, list):
         return [_choices_as_enums(item) for item in schema]
@@ -183,8 +180,8 @@ def _choices_as_enums(schema):
     for key, value in schema.items():
         if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
             out[key] = {name: _choices_as_enums(sub) for name, sub in value.items()}
-        elif key == "oneOf" and _titled_choices(value) is not None:
-            out[key] = [{"enum": _titled_choices(value)}]
+        elif key == "oneOf" and (choices := _titled_choices(value)) and len(set(choices)) == len(choices):
+            out[key] = [{"enum": choices}]
         elif key in _SUBSCHEMAS or key in _SUBSCHEMA_LISTS:
             out[key] = _choices_as_enums(value)
         else:

@@ -27,32 +27,33 @@ def task_actor_ids(s: Session, task: HumanTask, bureau_roles) -> list[int]:
     """The active users who may act on an open inbox row: its assignee if it has one; else the
     holders of its role in its organisation (case-scoped roles) or anywhere (bureau-wide roles,
     whose rows carry no organisation). The same rule as Actor.may_work_on and queries.inbox."""
-    chosen = _actors_of(task, bureau_roles)
-    return _ids(s, _ACTOR_SELECTS[chosen[0]], chosen[1]) if chosen else []
-
-
-def _actors_of(task: HumanTask, bureau_roles) -> tuple[str, dict] | None:
-    """Which selection of _ACTOR_SELECTS names the users who may act on an open inbox row, and
-    its parameters; None if nobody may (a case-scoped role without its organisation)."""
-    if task.assignee_id is not None:
-        return "assignee", {"b_user": task.assignee_id}
-    if not task.role:
-        return None
-    if task.org_id is not None:
-        return "in_org", {"b_role": task.role, "b_org": task.org_id}
-    if task.role in bureau_roles:
-        return "anywhere", {"b_role": task.role}
-    return None
+    return _selected_ids(s, _actors_of(task, bureau_roles))
 
 
 def role_holder_ids(s: Session, role: str, org_id: int | None, bureau_roles) -> list[int]:
     """Active users holding a role: in that organisation for a case-scoped role, anywhere for a
     bureau-wide one (whose rows carry no organisation)."""
+    return _selected_ids(s, _role_holders(role, org_id, bureau_roles))
+
+
+def _actors_of(task: HumanTask, bureau_roles) -> tuple[str, dict] | None:
+    """Which selection of _ACTOR_SELECTS names the users who may act on an open inbox row, with
+    its parameters; None if nobody may."""
+    if task.assignee_id is not None:
+        return "assignee", {"b_user": task.assignee_id}
+    return _role_holders(task.role, task.org_id, bureau_roles) if task.role else None
+
+
+def _role_holders(role: str, org_id: int | None, bureau_roles) -> tuple[str, dict] | None:
     if org_id is not None:
-        return _ids(s, _ROLE_HOLDERS_IN_ORG, {"b_role": role, "b_org": org_id})
+        return "in_org", {"b_role": role, "b_org": org_id}
     if role in bureau_roles:
-        return _ids(s, _ROLE_HOLDERS, {"b_role": role})
-    return []       # a case-scoped role without its organisation reaches nobody
+        return "anywhere", {"b_role": role}
+    return None     # a case-scoped role without its organisation reaches nobody
+
+
+def _selected_ids(s: Session, chosen: tuple[str, dict] | None) -> list[int]:
+    return _ids(s, _ACTOR_SELECTS[chosen[0]], chosen[1]) if chosen is not None else []
 
 
 def _ids(s: Session, statement, params: dict) -> list[int]:
