@@ -9,27 +9,137 @@ from __future__ import annotations
 import json
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
+from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import (
+    BpmnSubWorkflowConverter, BpmnWorkflowConverter, TaskConverter, WorkflowConverter)
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.task import Task
+from SpiffWorkflow.util.deep_merge import DeepMerge
+from SpiffWorkflow.util.task import TaskState
 
 STATE_FORMAT = "perfbudget-1"
 
+# Every task id appears three or four times in a state (key, id, its parent's children, its
+# children's parent), and the same case is loaded and saved again at each step: parsing and
+# printing UUIDs was a fifth of a load. UUIDs are immutable, so one object per id string can
+# be shared by every workflow; the caches are bounded (about 2 MB each when full).
+_uuid = lru_cache(maxsize=16384)(UUID)
+_uuid_str = lru_cache(maxsize=16384)(str)
 
-class SpeclessWorkflowConverter(BpmnWorkflowConverter):
+
+class _TaskConverter(TaskConverter):
+    """SpiffWorkflow's task converter (data saved as a delta against the parent), the same
+    dictionaries in and out, with the ids interned and without the registry's round trip for
+    the empty internal data of most tasks."""
+
+    def to_dict(self, task):
+        parent = task.workflow.tasks.get(task._parent)
+        if parent is None:
+            data, delta = task.data, {}
+        else:
+            data, delta = {}, {"updates": DeepMerge.get_updated_keys(parent.data, task.data),
+                               "deletions": DeepMerge.get_deleted_keys(parent.data, task.data)}
+        return {
+            "id": _uuid_str(task.id),
+            "parent": _uuid_str(task._parent) if parent is not None else None,
+            "children": [_uuid_str(child) for child in task._children],
+            "last_state_change": task.last_state_change,
+            "state": task._state,
+            "task_spec": task.task_spec.name,
+            "triggered": task.triggered,
+            "internal_data": self.registry.convert(task.internal_data) if task.internal_data else {},
+            "data": data,
+            "delta": delta,
+        }
+
+    def from_dict(self, dct, workflow):
+        task_spec = workflow.spec.task_specs.get(dct["task_spec"])
+        task = self.target_class(workflow, task_spec, state=dct["state"], id=_uuid(dct["id"]))
+        parent_id = dct["parent"]
+        task._parent = _uuid(parent_id) if parent_id is not None else None
+        task._children = [_uuid(child) for child in dct["children"]]
+        task.last_state_change = dct["last_state_change"]
+        task.triggered = dct["triggered"]
+        internal_data = dct["internal_data"]
+        task.internal_data = self.registry.restore(internal_data) if internal_data else {}
+        if isinstance(task_spec, CatchingEvent) and task.has_state(TaskState.WAITING):
+            workflow.top_workflow.event_manager.add_task(task)
+        delta = dct.get("delta")
+        parent = workflow.tasks.get(task._parent) if delta else None
+        if parent is not None:
+            data = DeepMerge.merge({}, parent.data)
+            updates = delta.get("updates")
+            if updates:
+                data.update(self.registry.restore(updates))
+            for key in delta.get("deletions", ()):
+                if key in data:
+                    del data[key]
+        else:
+            data = self.registry.restore(dct["data"])
+        task.data = data
+        return task
+
+
+class _TaskMappings:
+    """A workflow's tasks to and from their mapping, straight through the task converter
+    instead of the registry's typename dispatch (and its copy of each task's dictionary)."""
+
+    def tasks_to_dict(self, tasks: dict) -> dict:
+        to_dict = self.registry.convert_to_dict["Task"]
+        return {_uuid_str(task_id): to_dict(task) for task_id, task in tasks.items()}
+
+    def tasks_from_dict(self, mapping: dict, workflow) -> dict:
+        from_dict = self.registry.convert_from_dict["Task"].args[0]
+        restore = self.registry.restore
+        return {_uuid(task_id): from_dict(dct, workflow=workflow) if dct.get("typename") == "Task"
+                else restore(dct, workflow=workflow) for task_id, dct in mapping.items()}
+
+    def common_to_dict(self, workflow) -> dict:
+        """WorkflowConverter.to_dict, in the same key order."""
+        return {
+            "data": self.registry.convert(self.registry.clean(workflow.data)),
+            "correlations": workflow.correlations,
+            "last_task": _uuid_str(workflow.last_task.id) if workflow.last_task is not None else None,
+            "success": workflow.success,
+            "completed": workflow.completed,
+            "tasks": self.tasks_to_dict(workflow.tasks),
+            "root": _uuid_str(workflow.task_tree.id),
+        }
+
+
+class _SubWorkflowConverter(_TaskMappings, BpmnSubWorkflowConverter):
     def to_dict(self, workflow):
-        dct = WorkflowConverter.to_dict(self, workflow)
+        dct = self.common_to_dict(workflow)
+        dct["parent_task_id"] = str(workflow.parent_task_id)
+        dct["spec"] = workflow.spec.name
+        return dct
+
+    def from_dict(self, dct, task, top_workflow):
+        spec = top_workflow.subprocess_specs.get(task.task_spec.spec)
+        subprocess = self.target_class(spec, task.id, top_workflow, deserializing=True)
+        subprocess.tasks = self.tasks_from_dict(dct["tasks"], subprocess)
+        subprocess.task_tree = subprocess.tasks.get(_uuid(dct["root"]))
+        self.set_default_attributes(subprocess, dct)
+        return subprocess
+
+
+class SpeclessWorkflowConverter(_TaskMappings, BpmnWorkflowConverter):
+    def to_dict(self, workflow):
+        dct = self.common_to_dict(workflow)
         dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
         dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
         return dct
 
     def from_dict(self, dct, spec=None, subprocess_specs=None):
-        from uuid import UUID
         workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
-        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
-        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        workflow.tasks = self.tasks_from_dict(dct["tasks"], workflow)
+        workflow.task_tree = workflow.tasks.get(_uuid(dct["root"]))
         self.set_default_attributes(workflow, dct)
         self.subprocesses_from_dict(dct["subprocesses"], workflow)
         workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
@@ -45,6 +155,8 @@ def _register_data_types(registry) -> None:
 def _make_serializer() -> BpmnWorkflowSerializer:
     config = dict(SPIFF_CONFIG)
     config[BpmnWorkflow] = SpeclessWorkflowConverter
+    config[BpmnSubWorkflow] = _SubWorkflowConverter
+    config[Task] = _TaskConverter
     registry = BpmnWorkflowSerializer.configure(config)
     _register_data_types(registry)
     return BpmnWorkflowSerializer(registry)

@@ -7,15 +7,22 @@ from decimal import Decimal
 
 import pytest
 from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
 from engine.demo import sample_goals
 from engine.deployment import ModelFiles, parse_model
+from engine.errors import DeploymentError
 from engine.processes import PROCESSES_DIR
 from engine.scripting import script_engine
-from engine.serializer import STATE_FORMAT, dump_state, load_state, stock_serializer
+from engine.serializer import STATE_FORMAT, _register_data_types, dump_state, load_state, stock_serializer
 from storage import queries
 from storage.models import Case
+
+from interop_models import INTEROP_FOLDERS, interop_model
 
 PARSED = parse_model(ModelFiles.from_folder(PROCESSES_DIR / "goal_review"))
 DOMAIN_FUNCTIONS = ("mark_goals_in_review", "approve_goals", "reject_goals")
@@ -163,3 +170,127 @@ def test_a_stored_case_state_loads_with_its_versions_spec(demo_core, actor, proj
     amount = task.data["project"]["amount"]
     assert type(amount) is Decimal and amount == Decimal("1200000.00")
     assert task.data["annual_goal"] == sample_goals("Campus safety upgrade")["annual_goal"]
+
+
+# ---- the same state as SpiffWorkflow's own converters ---------------------------------------
+
+class _SpiffConvertersWithoutSpec(BpmnWorkflowConverter):
+    """The reference: SpiffWorkflow's converters for the workflow, its subprocesses and every
+    task, only without the spec (what engine.serializer did before its tasks got a faster path)."""
+
+    def to_dict(self, workflow):
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict(self, dct, spec=None, subprocess_specs=None):
+        from uuid import UUID
+        workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dct["subprocesses"], workflow)
+        workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
+        return workflow
+
+
+def _reference():
+    config = dict(SPIFF_CONFIG)
+    config[BpmnWorkflow] = _SpiffConvertersWithoutSpec
+    registry = BpmnWorkflowSerializer.configure(config)
+    _register_data_types(registry)
+    return BpmnWorkflowSerializer(registry)
+
+
+REFERENCE = _reference()
+
+
+def reference_dump(workflow) -> str:
+    REFERENCE.registry._encoder_mode = True
+    try:
+        dct = REFERENCE.to_dict(workflow)
+    finally:
+        REFERENCE.registry._encoder_mode = False
+    dct["format"] = STATE_FORMAT
+    return json.dumps(dct, cls=REFERENCE._encoder_cls, separators=(",", ":"))
+
+
+def reference_load(state: str, spec, subprocess_specs):
+    dct = json.loads(state)
+    dct.pop("format")
+    return REFERENCE.registry.restore(dct, spec=spec, subprocess_specs=subprocess_specs)
+
+
+def _tasks(workflow) -> dict:
+    return {task.id: (task.task_spec.name, task.state, task._parent, task._children, task.triggered,
+                      task.last_state_change, task.internal_data, task.data)
+            for task in workflow.get_tasks()}
+
+
+def assert_same_as_reference(workflow, spec, subprocess_specs) -> str:
+    state = dump_state(workflow)
+    assert state == reference_dump(workflow)
+    loaded = load_state(state, spec, subprocess_specs)
+    assert _tasks(loaded) == _tasks(reference_load(state, spec, subprocess_specs)) == _tasks(workflow)
+    assert loaded.subprocesses.keys() == workflow.subprocesses.keys()
+    assert reference_dump(loaded) == state
+    assert dump_state(reference_load(state, spec, subprocess_specs)) == state
+    return state
+
+
+def test_goal_review_states_are_what_spiffworkflows_converters_write_and_read():
+    workflow, _ = new_workflow({"project": typed_project(), "deadline": date(2027, 3, 31),
+                                "requested_at": datetime(2026, 11, 2, 9, 30, 15)})
+    steps = [sample_goals("x"), {"decision": "return", "comment": "Add a cost indicator."}, sample_goals("x"),
+             {"decision": "approve"}, {"decision": "approve", "grade": "good"}, {"decision": "approve"},
+             {"decision": "approve"}, {"decision": "approve"}]
+    for data in steps:
+        state = assert_same_as_reference(workflow, PARSED.spec, PARSED.subprocess_specs)
+        workflow = load_state(state, PARSED.spec, PARSED.subprocess_specs)
+        workflow.script_engine, _ = engine_with_log()
+        [task] = ready(workflow)
+        task.data.update(data)
+        if data.get("decision") == "return":
+            del task.data["deadline"]       # a deletion in the saved delta, too
+        task.run()
+        workflow.do_engine_steps()
+    assert workflow.is_completed()
+    final = json.loads(assert_same_as_reference(workflow, PARSED.spec, PARSED.subprocess_specs))
+    assert any("deadline" in task["delta"].get("deletions", ()) for task in final["tasks"].values())
+
+
+def _foreign_states():
+    """Each foreign model that parses, run step by step with a plain script engine (completing
+    the first ready manual task each time, with typed data), as (name, parsed model, workflow)
+    at every step until it ends, waits or fails."""
+    for index, folder in enumerate(INTEROP_FOLDERS):
+        try:
+            parsed = parse_model(interop_model(index, folder))
+        except DeploymentError:
+            continue
+        workflow = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=PythonScriptEngine())
+        for step in range(8):
+            try:
+                workflow.do_engine_steps()
+            except Exception:       # a foreign script or service this plain engine cannot run
+                break
+            yield folder.name, parsed, workflow
+            manual = workflow.get_tasks(state=TaskState.READY, manual=True)
+            if not manual:
+                break
+            manual[0].data.update({f"step_{step}": {"amount": Decimal("12.50"), "due": date(2027, 1, step + 1)}})
+            try:
+                manual[0].run()
+            except Exception:
+                break
+
+
+def test_foreign_models_states_are_what_spiffworkflows_converters_write_and_read():
+    seen, with_subprocesses = 0, 0
+    for name, parsed, workflow in _foreign_states():
+        state = assert_same_as_reference(workflow, parsed.spec, parsed.subprocess_specs)
+        seen += 1
+        with_subprocesses += bool(json.loads(state)["subprocesses"])
+    # Enough states, some with subprocesses and call activities, to mean something.
+    assert seen > 80 and with_subprocesses >= 5, (seen, with_subprocesses)
