@@ -13,6 +13,7 @@ from storage.wal_checkpointer import SAFETY_NET_PAGES, WalCheckpointer
 from storage.writer_queue import WriterQueue
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
+_ONE_STATEMENT = "perfbudget_one_statement"
 
 
 def _configure_sqlite(engine: Engine, immediate: bool, background_checkpoints) -> None:
@@ -32,6 +33,8 @@ def _configure_sqlite(engine: Engine, immediate: bool, background_checkpoints) -
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
+        if conn.get_execution_options().get(_ONE_STATEMENT):
+            return      # see read_connection
         # Writers BEGIN IMMEDIATE: they take the write lock up front and queue on the busy
         # timeout, instead of failing with "database is locked" when a read lock is upgraded.
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -122,12 +125,17 @@ class Database:
 
     @contextmanager
     def read_connection(self) -> Iterator[Connection]:
-        """A Core connection for a few plain SELECTs: no Session, no identity map, for the
-        statements every request runs (token authentication). Closing it ends its transaction."""
+        """A Core connection for one plain SELECT: no Session, no identity map, and no
+        transaction around it, for the statement every API request runs (token
+        authentication). One statement sees one consistent state on its own; a BEGIN before
+        it and a ROLLBACK (SQLite) or COMMIT (PostgreSQL) after it were two more round trips
+        per request. Run a single statement on it: two would not see the same state."""
         with self.read_engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(**{_ONE_STATEMENT: True})     # the driver autocommits
+            else:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
-            if not self.is_sqlite and conn.in_transaction():
-                conn.commit()       # see _end_read
 
     def dispose(self) -> None:
         if self.checkpointer is not None:

@@ -32,3 +32,32 @@ def test_postgresql_keeps_prepared_statements_across_reads(demo_core, actor):
     with demo_core.db.reading() as s:
         prepared = s.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
     assert prepared >= 2, prepared      # the inbox's count and rows statements
+
+
+def _in_transaction(demo_core, dbapi_connection) -> bool:
+    if demo_core.db.is_sqlite:
+        return dbapi_connection.in_transaction
+    from psycopg.pq import TransactionStatus
+    return dbapi_connection.info.transaction_status != TransactionStatus.IDLE
+
+
+def test_the_one_statement_read_runs_outside_a_transaction_and_leaves_the_pool_as_it_was(demo_core):
+    # Token authentication's connection: no BEGIN before its SELECT, no ROLLBACK/COMMIT after.
+    for _ in range(3):      # the same pooled connection again and again
+        with demo_core.db.read_connection() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
+            assert not _in_transaction(demo_core, conn.connection.dbapi_connection)
+        # A read session on the pool's connection afterwards is in a transaction again, so its
+        # SELECTs see one state.
+        with demo_core.db.reading() as s:
+            s.execute(text("SELECT 1"))
+            assert _in_transaction(demo_core, s.connection().connection.dbapi_connection)
+
+
+def test_token_authentication_still_sees_a_revoked_token_at_once(demo_core, actor):
+    unit = actor("school_unit")
+    token = demo_core.accounts.issue_token(unit)
+    assert demo_core.accounts.actor_for_token(token) == unit
+    with demo_core.db.transaction() as s:
+        s.execute(text("DELETE FROM api_tokens"))
+    assert demo_core.accounts.actor_for_token(token) is None
