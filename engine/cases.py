@@ -463,10 +463,14 @@ class CaseService:
             return PermissionDenied("this task is not yours")
         return Conflict(_closed_message(task), {"task": task.id, "status": task.status})
 
-    def _open_task_for(self, s: Session, actor: Actor, task_id: int, load=None) -> HumanTask:
-        """The open task `task_id` if `actor` may work on it, read by `load(s, task_id)` (by
-        default, the task alone); NotFound, Conflict or PermissionDenied otherwise."""
-        task = load(s, task_id) if load is not None else queries.get_by_id(s, HumanTask, task_id)
+    def _open_task_for(self, s: Session, actor: Actor, task_id: int) -> HumanTask:
+        """The open task `task_id` if `actor` may work on it; NotFound, Conflict or
+        PermissionDenied otherwise."""
+        return self._checked_open_task(s, actor, task_id, queries.get_by_id(s, HumanTask, task_id))
+
+    def _checked_open_task(self, s: Session, actor: Actor, task_id: int, task: HumanTask | None) -> HumanTask:
+        """`task` (task_id as read, None if there is none) if it is open and `actor` may work
+        on it; NotFound, Conflict or PermissionDenied otherwise."""
         if task is None:
             raise NotFound(f"task {task_id} does not exist")
         if task.status != "open":
@@ -518,7 +522,8 @@ class CaseService:
         """Check the task may be completed with this data and run the engine on it, writing
         nothing: what the write transaction then saves. `locked`: in that transaction, with
         the case's row locked; the task's row is locked too (uploads, claims wait for it)."""
-        task = self._open_task_for(s, actor, task_id, lambda s, i: queries.task_for_completion(s, i, lock=locked))
+        read = queries.task_for_completion(s, task_id, lock=locked)
+        task = self._checked_open_task(s, actor, task_id, read.task if read is not None else None)
         case = task.case
         if case.status != "running":
             raise Conflict(f"case {case.id} is {case.status}; its tasks cannot be completed")
@@ -542,7 +547,7 @@ class CaseService:
                 if name not in data and name not in case_owned:
                     spiff_task.data.pop(name, None)
         # The files uploaded for this task are part of what it submits (set by the system).
-        files = attachments.submitted_files(s, task.id)
+        files = attachments.submitted_files(s, task.id) if read.has_files else []
         data = attachments.with_submitted_files(data, spiff_task.data, files)
         spiff_task.data.update(data)
         failure = None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 from sqlalchemy import (
     ARRAY, Integer, Select, and_, any_, bindparam, exists, false, func, inspect, literal_column, or_, select, text,
@@ -707,7 +708,8 @@ def get_by_statement(s: Session, statement, ident):
 # more than loading the rows.
 _UNIT, _COMPETENT, _FUNDING = aliased(Organisation), aliased(Organisation), aliased(Organisation)
 _TASK_FOR_COMPLETION = (
-    select(HumanTask, Case, ProcessVersion, Project, _UNIT, _COMPETENT, _FUNDING)
+    select(HumanTask, Case, ProcessVersion, Project, _UNIT, _COMPETENT, _FUNDING,
+           exists().where(_ATTACHMENTS.c.human_task_id == HumanTask.id).label("has_files"))
     .join(Case, Case.id == HumanTask.case_id)
     .join(ProcessVersion, ProcessVersion.id == Case.process_version_id)
     .outerjoin(Project, Project.id == Case.project_id)      # a case may have no project
@@ -718,19 +720,24 @@ _TASK_FOR_COMPLETION = (
 _TASK_FOR_COMPLETION_LOCKED = _TASK_FOR_COMPLETION.with_for_update(of=HumanTask)
 
 
-def task_for_completion(s: Session, task_id, lock: bool = False) -> HumanTask | None:
+class TaskForCompletion(NamedTuple):
+    task: HumanTask
+    has_files: bool     # whether files were uploaded for it: most tasks have none to list
+
+
+def task_for_completion(s: Session, task_id, lock: bool = False) -> TaskForCompletion | None:
     """The task with its case, the case's version and project and the project's three
-    organisations loaded (see above). Read before the write transaction (SQLite), it locks
-    nothing: the save checks that the case, the task and its files are unchanged. With `lock`
-    (PostgreSQL, in the write transaction) the task's row is locked too, as uploads lock it
-    (attachment_queries.lock_task): no file comes in and nobody claims the task until the
-    completion has committed."""
+    organisations loaded (see above), and whether it has files. Read before the write
+    transaction (SQLite), it locks nothing: the save checks that the case, the task and its
+    files are unchanged. With `lock` (PostgreSQL, in the write transaction) the task's row is
+    locked too, as uploads lock it (attachment_queries.lock_task): no file comes in and nobody
+    claims the task until the completion has committed."""
     if not is_row_id(task_id):
         return None
     row = s.execute(_TASK_FOR_COMPLETION_LOCKED if lock else _TASK_FOR_COMPLETION, {"b_id": task_id}).first()
     if row is None:
         return None
-    task, case, version, project, unit, competent, funding = row
+    task, case, version, project, unit, competent, funding, has_files = row
     set_committed_value(task, "case", case)
     set_committed_value(case, "process_version", version)
     set_committed_value(case, "project", project)
@@ -738,7 +745,7 @@ def task_for_completion(s: Session, task_id, lock: bool = False) -> HumanTask | 
         set_committed_value(project, "unit", unit)
         set_committed_value(project, "competent", competent)
         set_committed_value(project, "funding", funding)
-    return task
+    return TaskForCompletion(task, bool(has_files))
 
 
 # Locked and read afresh, as get_for_update reads a row.
