@@ -15,7 +15,7 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import (
-    BpmnSubWorkflowConverter, BpmnWorkflowConverter, TaskConverter, WorkflowConverter)
+    BpmnSubWorkflowConverter, BpmnWorkflowConverter, TaskConverter)
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.util.subworkflow import BpmnSubWorkflow
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
