@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
@@ -25,12 +24,23 @@ from SpiffWorkflow.util.task import TaskState
 
 STATE_FORMAT = "perfbudget-1"
 
-# Every task id appears three or four times in a state (key, id, its parent's children, its
-# children's parent), and the same case is loaded and saved again at each step: parsing and
-# printing UUIDs was a fifth of a load. UUIDs are immutable, so one object per id string can
-# be shared by every workflow; the caches are bounded (about 2 MB each when full).
-_uuid = lru_cache(maxsize=16384)(UUID)
-_uuid_str = lru_cache(maxsize=16384)(str)
+
+class _Ids(dict):
+    """Task id string -> UUID, each parsed once per load: an id appears three or four times in
+    a state (as a key, as the task's id, in its parent's children, as its children's parent),
+    and parsing them was a fifth of a load. Per call, so nothing of a case outlives its load."""
+
+    def __missing__(self, key: str) -> UUID:
+        value = self[key] = UUID(key)
+        return value
+
+
+class _Names(dict):
+    """UUID -> its string, each printed once per save (the other way round)."""
+
+    def __missing__(self, key: UUID) -> str:
+        value = self[key] = str(key)
+        return value
 
 
 class _TaskConverter(TaskConverter):
@@ -38,7 +48,8 @@ class _TaskConverter(TaskConverter):
     dictionaries in and out, with the ids interned and without the registry's round trip for
     the empty internal data of most tasks."""
 
-    def to_dict(self, task):
+    def to_dict(self, task, names: _Names | None = None):
+        names = _Names() if names is None else names
         parent = task.workflow.tasks.get(task._parent)
         if parent is None:
             data, delta = task.data, {}
@@ -46,9 +57,9 @@ class _TaskConverter(TaskConverter):
             data, delta = {}, {"updates": DeepMerge.get_updated_keys(parent.data, task.data),
                                "deletions": DeepMerge.get_deleted_keys(parent.data, task.data)}
         return {
-            "id": _uuid_str(task.id),
-            "parent": _uuid_str(task._parent) if parent is not None else None,
-            "children": [_uuid_str(child) for child in task._children],
+            "id": names[task.id],
+            "parent": names[task._parent] if parent is not None else None,
+            "children": [names[child] for child in task._children],
             "last_state_change": task.last_state_change,
             "state": task._state,
             "task_spec": task.task_spec.name,
@@ -58,12 +69,13 @@ class _TaskConverter(TaskConverter):
             "delta": delta,
         }
 
-    def from_dict(self, dct, workflow):
+    def from_dict(self, dct, workflow, ids: _Ids | None = None):
+        ids = _Ids() if ids is None else ids
         task_spec = workflow.spec.task_specs.get(dct["task_spec"])
-        task = self.target_class(workflow, task_spec, state=dct["state"], id=_uuid(dct["id"]))
+        task = self.target_class(workflow, task_spec, state=dct["state"], id=ids[dct["id"]])
         parent_id = dct["parent"]
-        task._parent = _uuid(parent_id) if parent_id is not None else None
-        task._children = [_uuid(child) for child in dct["children"]]
+        task._parent = ids[parent_id] if parent_id is not None else None
+        task._children = [ids[child] for child in dct["children"]]
         task.last_state_change = dct["last_state_change"]
         task.triggered = dct["triggered"]
         internal_data = dct["internal_data"]
@@ -90,26 +102,27 @@ class _TaskMappings:
     """A workflow's tasks to and from their mapping, straight through the task converter
     instead of the registry's typename dispatch (and its copy of each task's dictionary)."""
 
-    def tasks_to_dict(self, tasks: dict) -> dict:
+    def tasks_to_dict(self, tasks: dict, names: _Names) -> dict:
         to_dict = self.registry.convert_to_dict["Task"]
-        return {_uuid_str(task_id): to_dict(task) for task_id, task in tasks.items()}
+        return {names[task_id]: to_dict(task, names=names) for task_id, task in tasks.items()}
 
-    def tasks_from_dict(self, mapping: dict, workflow) -> dict:
+    def tasks_from_dict(self, mapping: dict, workflow, ids: _Ids) -> dict:
         from_dict = self.registry.convert_from_dict["Task"].args[0]
         restore = self.registry.restore
-        return {_uuid(task_id): from_dict(dct, workflow=workflow) if dct.get("typename") == "Task"
+        return {ids[task_id]: from_dict(dct, workflow=workflow, ids=ids) if dct.get("typename") == "Task"
                 else restore(dct, workflow=workflow) for task_id, dct in mapping.items()}
 
     def common_to_dict(self, workflow) -> dict:
         """WorkflowConverter.to_dict, in the same key order."""
+        names = _Names()
         return {
             "data": self.registry.convert(self.registry.clean(workflow.data)),
             "correlations": workflow.correlations,
-            "last_task": _uuid_str(workflow.last_task.id) if workflow.last_task is not None else None,
+            "last_task": names[workflow.last_task.id] if workflow.last_task is not None else None,
             "success": workflow.success,
             "completed": workflow.completed,
-            "tasks": self.tasks_to_dict(workflow.tasks),
-            "root": _uuid_str(workflow.task_tree.id),
+            "tasks": self.tasks_to_dict(workflow.tasks, names),
+            "root": names[workflow.task_tree.id],
         }
 
 
@@ -123,8 +136,9 @@ class _SubWorkflowConverter(_TaskMappings, BpmnSubWorkflowConverter):
     def from_dict(self, dct, task, top_workflow):
         spec = top_workflow.subprocess_specs.get(task.task_spec.spec)
         subprocess = self.target_class(spec, task.id, top_workflow, deserializing=True)
-        subprocess.tasks = self.tasks_from_dict(dct["tasks"], subprocess)
-        subprocess.task_tree = subprocess.tasks.get(_uuid(dct["root"]))
+        ids = _Ids()
+        subprocess.tasks = self.tasks_from_dict(dct["tasks"], subprocess, ids)
+        subprocess.task_tree = subprocess.tasks.get(ids[dct["root"]])
         self.set_default_attributes(subprocess, dct)
         return subprocess
 
@@ -138,8 +152,9 @@ class SpeclessWorkflowConverter(_TaskMappings, BpmnWorkflowConverter):
 
     def from_dict(self, dct, spec=None, subprocess_specs=None):
         workflow = self.target_class(spec, subprocess_specs or {}, deserializing=True)
-        workflow.tasks = self.tasks_from_dict(dct["tasks"], workflow)
-        workflow.task_tree = workflow.tasks.get(_uuid(dct["root"]))
+        ids = _Ids()
+        workflow.tasks = self.tasks_from_dict(dct["tasks"], workflow, ids)
+        workflow.task_tree = workflow.tasks.get(ids[dct["root"]])
         self.set_default_attributes(workflow, dct)
         self.subprocesses_from_dict(dct["subprocesses"], workflow)
         workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
