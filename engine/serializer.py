@@ -45,8 +45,9 @@ class _Names(dict):
 
 class _TaskConverter(TaskConverter):
     """SpiffWorkflow's task converter (data saved as a delta against the parent), the same
-    dictionaries in and out, with the ids interned and without the registry's round trip for
-    the empty internal data of most tasks."""
+    dictionaries in and out, with each id parsed or printed once per load or save (`ids`,
+    `names`: shared by the whole call) and without the registry's round trip for the empty
+    internal data of most tasks."""
 
     def to_dict(self, task, names: _Names | None = None):
         names = _Names() if names is None else names
