@@ -10,14 +10,18 @@ With --read-tasks each task is also fetched (GET /tasks/{id}) before it is compl
 form page would.
 
 The clients run on the same machine as the server (and the database), so they take CPU from it.
+A shared machine's speed drifts by several per cent from one minute to the next: with --rounds N
+every configuration runs N times, round after round (so a slow spell hits them all alike), and
+the verdict is given on each configuration's median as well as on the best run.
 
-    python bench/bench_throughput.py [--seconds 6] [--clients 1,4] [--workers 1,2]
+    python bench/bench_throughput.py [--seconds 6] [--clients 1,4] [--workers 1,2] [--rounds 1]
         [--database-url sqlite] [--database-url postgresql+psycopg://...] [--read-tasks]
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import statistics
 import threading
 import time
 
@@ -106,8 +110,12 @@ def main() -> None:
                         help="comma-separated 1/0: the startup heap frozen out of the garbage collector's "
                              "reach (perfbudget serve: 1) or not, for an A/B in one run")
     parser.add_argument("--read-tasks", action="store_true", help="GET each task before completing it")
-    parser.add_argument("--projects", type=int, default=3000,
-                        help="projects created up front (one per case; enough for every row)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of every configuration, one round after another; the verdict "
+                             "is also given on each configuration's median")
+    parser.add_argument("--projects", type=int, default=None,
+                        help="projects created up front (one per case; default 3000 per round, "
+                             "enough for every row)")
     args = parser.parse_args()
     urls = args.database_url or ["sqlite"]
     clients = [int(c) for c in args.clients.split(",")]
@@ -118,15 +126,19 @@ def main() -> None:
     print(f"machine: {common.machine()}; {common.load_average()}")
     target = 10 / REFERENCE_CASE_SECONDS
     rows, best = [], 0.0
+    runs: dict[tuple, list[float]] = {}      # configuration -> cases/s of each round
     from engine.app import PerfBudget
     for url in urls:
         with common.bench_database(url) as db_url:
             app = PerfBudget(db_url)
-            projects = common.ProjectPool(common.add_projects(app, args.projects))
+            projects = common.ProjectPool(common.add_projects(app, args.projects or 3000 * args.rounds))
             app.close()
-            for w, c, a, f in itertools.product(workers, clients, actives, freezes):
+            configurations = list(itertools.product(workers, clients, actives, freezes))
+            for _round, (w, c, a, f) in itertools.product(range(args.rounds), configurations):
                 r = run_config(db_url, w, c, args.seconds, projects, args.read_tasks, args.threads, a, f)
                 best = max(best, r["cases_s"])
+                runs.setdefault((common.backend_name(db_url), w, c, a or "any", "yes" if f else "no"), []).append(
+                    r["cases_s"])
                 rows.append([common.backend_name(db_url), w, c, a or "any", "yes" if f else "no", r["cases"], r["cases_s"], r["requests_s"],
                              r["case_ms"], r["req_ms"], r["req_p95"], r["cpu_case"]["server"],
                              r["cpu_case"]["db"] if not db_url.startswith("sqlite") else "-",
@@ -155,6 +167,19 @@ def main() -> None:
           f"= {1 / REFERENCE_CASE_SECONDS:.1f} cases/s; target 10x = {target:.0f} cases/s")
     print(f"best here: {best:.1f} cases/s -> {'met' if best >= target else 'NOT met'} "
           f"({best * REFERENCE_CASE_SECONDS:.1f}x the reference)")
+    if args.rounds > 1:
+        medians = [(statistics.median(values), config, values) for config, values in runs.items()]
+        common.print_table(
+            ["database", "workers", "clients", "active", "frozen", "cases/s of each round", "median", "x SpiffArena",
+             f"rounds >= {target:.0f}"],
+            [[*config, ", ".join(f"{v:.1f}" for v in values), round(median, 1),
+              f"{median * REFERENCE_CASE_SECONDS:.1f}x", f"{sum(v >= target for v in values)} of {len(values)}"]
+             for median, config, values in medians],
+            title=f"Medians over {args.rounds} rounds")
+        top, config, values = max(medians)
+        print(f"best median: {top:.1f} cases/s ({config[0]}, workers={config[1]}, clients={config[2]}) -> "
+              f"{'met' if top >= target else 'NOT met'} ({top * REFERENCE_CASE_SECONDS:.1f}x the reference; "
+              f"{sum(v >= target for v in values)} of {len(values)} rounds at or over the target)")
 
 
 if __name__ == "__main__":
