@@ -546,8 +546,11 @@ class CaseService:
             for name in (schema.get("properties") or {}):
                 if name not in data and name not in case_owned:
                     spiff_task.data.pop(name, None)
-        # The files uploaded for this task are part of what it submits (set by the system).
-        files = attachments.submitted_files(s, task.id) if read.has_files else []
+        # The files uploaded for this task are part of what it submits (set by the system). Read
+        # with the task, "no files" spares listing them; but not once the read waited for the
+        # task's lock (PostgreSQL): a statement that waited for a row sees the other tables as
+        # they were when it began, before the upload that held the row committed its file.
+        files = attachments.submitted_files(s, task.id) if read.has_files or locked else []
         data = attachments.with_submitted_files(data, spiff_task.data, files)
         spiff_task.data.update(data)
         failure = None

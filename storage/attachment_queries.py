@@ -73,7 +73,7 @@ def lock_task(s: Session, task_id: int) -> None:
     records exactly the files that were there when it committed."""
     if s.get_bind().dialect.name == "sqlite":
         return      # FOR UPDATE means nothing there: the statement would be a wasted SELECT
-    s.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update())
+    s.execute(select(HumanTask.id).where(HumanTask.id == task_id).with_for_update(key_share=True))  # see queries
 
 
 def latest_completed_task_of_step(s: Session, case_id: int, step: str) -> int | None:

@@ -569,7 +569,7 @@ def _case_update(columns: frozenset, guarded: bool):
 
 _CASE_OF_TASK_FOR_UPDATE = (select(_CASES.c.id).where(_CASES.c.id == select(_TASKS.c.case_id)
                                                        .where(_TASKS.c.id == bindparam("b_id")).scalar_subquery())
-                            .with_for_update())
+                            .with_for_update(key_share=True))
 
 
 def lock_case_of_task(s: Session, task_id: int) -> None:
@@ -717,12 +717,12 @@ _TASK_FOR_COMPLETION = (
     .outerjoin(_COMPETENT, _COMPETENT.id == Project.competent_id)
     .outerjoin(_FUNDING, _FUNDING.id == Project.funding_id)
     .where(HumanTask.id == bindparam("b_id")))
-_TASK_FOR_COMPLETION_LOCKED = _TASK_FOR_COMPLETION.with_for_update(of=HumanTask)
+_TASK_FOR_COMPLETION_LOCKED = _TASK_FOR_COMPLETION.with_for_update(of=HumanTask, key_share=True)
 
 
 class TaskForCompletion(NamedTuple):
     task: HumanTask
-    has_files: bool     # whether files were uploaded for it: most tasks have none to list
+    has_files: bool     # whether files were uploaded for it (as of the statement's start)
 
 
 def task_for_completion(s: Session, task_id, lock: bool = False) -> TaskForCompletion | None:
@@ -749,7 +749,7 @@ def task_for_completion(s: Session, task_id, lock: bool = False) -> TaskForCompl
 
 
 # Locked and read afresh, as get_for_update reads a row.
-_PROJECT_BY_CODE_FOR_UPDATE = (select(Project).where(Project.code == bindparam("b_code")).with_for_update()
+_PROJECT_BY_CODE_FOR_UPDATE = (select(Project).where(Project.code == bindparam("b_code")).with_for_update(key_share=True)
                                .execution_options(populate_existing=True))
 
 
@@ -763,6 +763,11 @@ def project_for_update_by_ref(s: Session, ref: int | str) -> Project | None:
     return project
 
 
+# Every row lock here is FOR NO KEY UPDATE (key_share=True): the lockers never change a key, and
+# it still excludes every other locker and writer of the row, but not a transaction that only
+# inserts a row pointing at it. FOR UPDATE would also block the foreign-key check of such an
+# insert (FOR KEY SHARE): an upload holding a task's row and writing its attachment and audit rows
+# (which point at the case) deadlocked with a completion holding the case and waiting for the task.
 def get_for_update(s: Session, model, ident):
     """get_by_id, locking the row until the transaction ends (SQLite's write lock already does).
     The row is read again even if the session holds it already: on PostgreSQL the lock may have
@@ -770,7 +775,7 @@ def get_for_update(s: Session, model, ident):
     a draw, which loaded every case of its campaign first, tells each case its result)."""
     if not is_row_id(ident):
         return None
-    return s.get(model, ident, with_for_update=True, populate_existing=True)
+    return s.get(model, ident, with_for_update={"key_share": True}, populate_existing=True)
 
 
 # ---- login attempts ----------------------------------------------------------------------

@@ -30,7 +30,7 @@ def claim_due_case(s: Session, case_id: int, now: datetime) -> Case | None:
     if not 0 < case_id <= MAX_ID:
         return None
     query = (select(Case).where(Case.id == case_id, Case.status == "running", Case.next_due_at < now)
-             .with_for_update(skip_locked=True))
+             .with_for_update(skip_locked=True, key_share=True))     # see queries.get_for_update
     return s.scalars(query).first()
 
 

@@ -250,3 +250,43 @@ def test_an_upload_during_a_completion_waits_and_is_refused(demo_core, actor, pr
         event = s.scalars(select(AuditEvent).where(AuditEvent.case_id == task.case_id,
                                                    AuditEvent.action == "completed")).one()
     assert attachments.FILES_KEY not in event.data
+
+
+def test_a_file_uploaded_while_the_completion_waits_for_the_task_is_part_of_what_it_submits(
+        demo_core, actor, project_id, monkeypatch, postgresql_only):
+    """PostgreSQL: an upload holds the task's row when its completion comes; the completion
+    waits for the row and then records the file that upload committed. (Whether the task has
+    files must be read after the lock is granted: a statement that waited for a row still sees
+    other tables as they were when it began.)"""
+    task = goals_task(demo_core, actor, project_id)
+    unit = actor("school_unit")
+    locked, go = threading.Event(), threading.Event()
+    lock_task = attachments.attachment_queries.lock_task
+
+    def lock_then_pause(s, task_id):
+        lock_task(s, task_id)
+        if threading.current_thread().name == "uploader":
+            locked.set()
+            assert go.wait(30)
+    monkeypatch.setattr(attachments.attachment_queries, "lock_task", lock_then_pause)
+
+    uploaded: list = []
+    uploader = threading.Thread(name="uploader", target=lambda: uploaded.append(
+        demo_core.attachments.upload(unit, task.id, "evidence.pdf", PDF)))
+    uploader.start()
+    assert locked.wait(30)
+    results: list = []
+    completer = threading.Thread(target=lambda: results.append(
+        demo_core.cases.complete(unit, task.id, demo.sample_goals("Campus safety upgrade"))))
+    completer.start()
+    wait_until_done_or_blocked(demo_core, completer)
+    assert completer.is_alive()     # waiting for the task's row
+    go.set()
+    uploader.join(60)
+    completer.join(60)
+
+    assert len(uploaded) == 1 and len(results) == 1
+    with demo_core.db.reading() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.case_id == task.case_id,
+                                                   AuditEvent.action == "completed")).one()
+    assert [f["name"] for f in event.data[attachments.FILES_KEY]] == ["evidence.pdf"]
