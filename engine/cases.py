@@ -84,6 +84,7 @@ class _CompletionPlan:
     files: list[dict]       # the task's files as they were read
     version: int            # the case's lock version the state was loaded at
     assignee_id: int | None
+    others_open: bool       # whether the case had open tasks besides this one, as read
     failure: WorkflowError | None
     summary: dict           # the case's columns to save (state included)
 
@@ -194,12 +195,17 @@ class CaseService:
 
     def _sync(self, s: Session, case: Case, workflow: BpmnWorkflow, loaded: LoadedVersion,
               now: datetime, actor_id: int | None, completed_data: dict | None = None,
-              still_open: list[HumanTask] | None = None, new_case: bool = False) -> list[HumanTask]:
+              still_open: list[HumanTask] | None = None, new_case: bool = False,
+              others_open: bool | None = None) -> list[HumanTask]:
         """Bring inbox rows and summary columns in line with the workflow; return new tasks.
         `still_open` (if given) receives the rows that were open and stay open. A case created
-        in this transaction (`new_case`) has no inbox rows yet: none are looked for."""
+        in this transaction (`new_case`) has no inbox rows yet: none are looked for; nor are
+        they when the caller knows there are none besides a task it has just closed
+        (`others_open` False)."""
         ready = workflow.get_tasks(state=TaskState.READY, manual=True)
-        open_rows = ({} if new_case or not queries.has_open_tasks(s, case.id) else
+        if others_open is None:
+            others_open = not new_case and queries.has_open_tasks(s, case.id)
+        open_rows = ({} if not others_open else
                      {row.spiff_task_id: row for row in queries.open_tasks_of_case(s, case.id)})
         ready_ids = {str(t.id) for t in ready}
         for spiff_id, row in open_rows.items():
@@ -510,19 +516,20 @@ class CaseService:
         now = self.clock.now()
         with self.db.transaction() as s:
             # The case first, then the task: the order deliver() and the timers lock them in.
-            queries.lock_case_of_task(s, task_id)
-            plan = self._prepare_completion(s, actor, task_id, data, now, locked=True)
+            queries.lock_task_and_case(s, task_id)
+            plan = self._prepare_completion(s, actor, task_id, data, now)
             try:
                 return self._save_completion(s, actor, plan, now, answer, locked=True)
             except _Stale:      # not expected with the rows locked; never a 500 if it happens
                 raise Conflict("the case was changed by someone else while you worked; reload and try again") from None
 
     def _prepare_completion(self, s: Session, actor: Actor, task_id: int, data: dict | None,
-                            now: datetime, locked: bool = False) -> _CompletionPlan:
+                            now: datetime) -> _CompletionPlan:
         """Check the task may be completed with this data and run the engine on it, writing
-        nothing: what the write transaction then saves. `locked`: in that transaction, with
-        the case's row locked; the task's row is locked too (uploads, claims wait for it)."""
-        read = queries.task_for_completion(s, task_id, lock=locked)
+        nothing: what the write transaction then saves. Either in a read session before that
+        transaction (SQLite), or in it once the case's and the task's rows are locked
+        (PostgreSQL: uploads and claims wait for the task's)."""
+        read = queries.task_for_completion(s, task_id)
         task = self._checked_open_task(s, actor, task_id, read.task if read is not None else None)
         case = task.case
         if case.status != "running":
@@ -546,11 +553,12 @@ class CaseService:
             for name in (schema.get("properties") or {}):
                 if name not in data and name not in case_owned:
                     spiff_task.data.pop(name, None)
-        # The files uploaded for this task are part of what it submits (set by the system). Read
-        # with the task, "no files" spares listing them; but not once the read waited for the
-        # task's lock (PostgreSQL): a statement that waited for a row sees the other tables as
-        # they were when it began, before the upload that held the row committed its file.
-        files = attachments.submitted_files(s, task.id) if read.has_files or locked else []
+        # The files uploaded for this task are part of what it submits (set by the system).
+        # "No files", read with the task, spares listing them. On PostgreSQL that read comes after
+        # the rows were locked, in a statement of its own: one that had waited for the task's lock
+        # would see the other tables as they were when it began, before the upload that held the
+        # row committed its file.
+        files = attachments.submitted_files(s, task.id) if read.has_files else []
         data = attachments.with_submitted_files(data, spiff_task.data, files)
         spiff_task.data.update(data)
         failure = None
@@ -564,7 +572,7 @@ class CaseService:
             failure = exc
         return _CompletionPlan(task=task, case=case, loaded=loaded, workflow=workflow, recorder=recorder,
                                data=data, files=files, version=case.lock_version, assignee_id=task.assignee_id,
-                               failure=failure, summary=self._summary(workflow, now))
+                               others_open=read.others_open, failure=failure, summary=self._summary(workflow, now))
 
     def _save_completion(self, s: Session, actor: Actor, plan: _CompletionPlan, now: datetime,
                          answer, locked: bool = False) -> CompletionResult:
@@ -588,7 +596,7 @@ class CaseService:
             summary = self._summary(workflow, now)
         still_open: list[HumanTask] = []
         created = self._sync(s, case, workflow, plan.loaded, now, actor.id, completed_data=data,
-                             still_open=still_open)
+                             still_open=still_open, others_open=plan.others_open)
         if plan.failure is not None:
             summary = {**summary, **errored(plan.failure)}
             self._audit(s, case.id, None, "error", now,

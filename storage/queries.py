@@ -567,17 +567,25 @@ def _case_update(columns: frozenset, guarded: bool):
     return stmt
 
 
-_CASE_OF_TASK_FOR_UPDATE = (select(_CASES.c.id).where(_CASES.c.id == select(_TASKS.c.case_id)
-                                                       .where(_TASKS.c.id == bindparam("b_id")).scalar_subquery())
-                            .with_for_update(key_share=True))
+# The case's row, then the task's: the case in a sub-select, which runs before the task's row
+# is read and locked (a scalar sub-select is a parameter of the outer WHERE), so this statement
+# takes them in the order deliver() and the timers use, and waits for whoever holds either.
+_CASE_OF_TASK_LOCKED = (select(_CASES.c.id).where(_CASES.c.id == select(_TASKS.c.case_id)
+                                                  .where(_TASKS.c.id == bindparam("b_id")).scalar_subquery())
+                        .with_for_update(key_share=True).scalar_subquery())
+_TASK_AND_CASE_FOR_UPDATE = (select(_TASKS.c.id).where(_TASKS.c.id == bindparam("b_id"),
+                                                       _TASKS.c.case_id == _CASE_OF_TASK_LOCKED)
+                             .with_for_update(key_share=True))
 
 
-def lock_case_of_task(s: Session, task_id: int) -> None:
-    """Lock the row of a task's case (if both exist) to the end of the transaction (no
-    statement on SQLite, whose writer holds the whole database already)."""
+def lock_task_and_case(s: Session, task_id: int) -> None:
+    """Lock the rows of a task's case and of the task (if both exist), in that order, to the end
+    of the transaction (no statement on SQLite, whose writer holds the whole database already).
+    Uploads lock the task (attachment_queries.lock_task): once this returns, none is under way,
+    and the next statement, with a snapshot taken after the wait, sees every file committed."""
     if not is_row_id(task_id) or s.get_bind().dialect.name == "sqlite":
         return
-    s.connection().execute(_CASE_OF_TASK_FOR_UPDATE, {"b_id": task_id})
+    s.connection().execute(_TASK_AND_CASE_FOR_UPDATE, {"b_id": task_id})
 
 
 def save_case_state(s: Session, case_id: int, expected_version: int, **values) -> bool:
@@ -707,9 +715,12 @@ def get_by_statement(s: Session, statement, ident):
 # through joinedload: the ORM sets up each eager loader again on every execution, which cost
 # more than loading the rows.
 _UNIT, _COMPETENT, _FUNDING = aliased(Organisation), aliased(Organisation), aliased(Organisation)
+_OTHER_TASKS = _TASKS.alias("other_tasks")
 _TASK_FOR_COMPLETION = (
     select(HumanTask, Case, ProcessVersion, Project, _UNIT, _COMPETENT, _FUNDING,
-           exists().where(_ATTACHMENTS.c.human_task_id == HumanTask.id).label("has_files"))
+           exists().where(_ATTACHMENTS.c.human_task_id == HumanTask.id).label("has_files"),
+           exists().where(_OTHER_TASKS.c.case_id == HumanTask.case_id, _OTHER_TASKS.c.status == "open",
+                          _OTHER_TASKS.c.id != HumanTask.id).label("others_open"))
     .join(Case, Case.id == HumanTask.case_id)
     .join(ProcessVersion, ProcessVersion.id == Case.process_version_id)
     .outerjoin(Project, Project.id == Case.project_id)      # a case may have no project
@@ -717,27 +728,27 @@ _TASK_FOR_COMPLETION = (
     .outerjoin(_COMPETENT, _COMPETENT.id == Project.competent_id)
     .outerjoin(_FUNDING, _FUNDING.id == Project.funding_id)
     .where(HumanTask.id == bindparam("b_id")))
-_TASK_FOR_COMPLETION_LOCKED = _TASK_FOR_COMPLETION.with_for_update(of=HumanTask, key_share=True)
 
 
 class TaskForCompletion(NamedTuple):
     task: HumanTask
-    has_files: bool     # whether files were uploaded for it (as of the statement's start)
+    has_files: bool     # whether files were uploaded for it
+    others_open: bool   # whether the case has other open inbox rows
 
 
-def task_for_completion(s: Session, task_id, lock: bool = False) -> TaskForCompletion | None:
+def task_for_completion(s: Session, task_id) -> TaskForCompletion | None:
     """The task with its case, the case's version and project and the project's three
-    organisations loaded (see above), and whether it has files. Read before the write
-    transaction (SQLite), it locks nothing: the save checks that the case, the task and its
-    files are unchanged. With `lock` (PostgreSQL, in the write transaction) the task's row is
-    locked too, as uploads lock it (attachment_queries.lock_task): no file comes in and nobody
-    claims the task until the completion has committed."""
+    organisations loaded (see above); whether it has files, and whether its case has other open
+    tasks. The two flags are as of this statement: read before the write transaction (SQLite),
+    the save checks that the case, the task and its files are unchanged (a task opens or closes
+    only with a save of its case, which moves the case's version on); read after
+    lock_task_and_case (PostgreSQL), nothing can change them until the commit."""
     if not is_row_id(task_id):
         return None
-    row = s.execute(_TASK_FOR_COMPLETION_LOCKED if lock else _TASK_FOR_COMPLETION, {"b_id": task_id}).first()
+    row = s.execute(_TASK_FOR_COMPLETION, {"b_id": task_id}).first()
     if row is None:
         return None
-    task, case, version, project, unit, competent, funding, has_files = row
+    task, case, version, project, unit, competent, funding, has_files, others_open = row
     set_committed_value(task, "case", case)
     set_committed_value(case, "process_version", version)
     set_committed_value(case, "project", project)
@@ -745,7 +756,7 @@ def task_for_completion(s: Session, task_id, lock: bool = False) -> TaskForCompl
         set_committed_value(project, "unit", unit)
         set_committed_value(project, "competent", competent)
         set_committed_value(project, "funding", funding)
-    return TaskForCompletion(task, bool(has_files))
+    return TaskForCompletion(task, bool(has_files), bool(others_open))
 
 
 # Locked and read afresh, as get_for_update reads a row.

@@ -768,6 +768,22 @@ def test_a_start_and_a_completion_do_not_read_back_the_rows_they_write(api, demo
     assert [q for q in sent if "FROM organisations" in q] == []
 
 
+def test_a_completion_learns_of_other_open_tasks_and_of_files_with_its_task(api, flow, demo_core):
+    """Whether the case has open tasks besides this one and whether the task has files come in
+    the SELECT of the task: a step with neither (most steps) looks for no open inbox rows and
+    lists no files afterwards, on either database."""
+    task = flow.walk_to(flow.start("EDU-2027-001")["id"], "competent_check")
+    api("edu_bureau")   # logged in before the statements are counted
+    sent, answer = _sent_statements(
+        demo_core.db, lambda: flow.complete("edu_bureau", task["id"], {"decision": "approve"}))
+    assert [t["step"] for t in answer["next_tasks"]] == ["preliminary_review"]
+    selects = [q for q in sent if q.startswith("SELECT")]
+    [task_read] = [q for q in selects if "other_tasks" in q]
+    assert "FROM attachments" in task_read
+    assert [q for q in selects if q != task_read and "FOR NO KEY UPDATE" not in q
+            and ("FROM human_tasks" in q or "FROM attachments" in q)] == []
+
+
 # ---- concurrency and conflicts ------------------------------------------------------------
 
 CONFLICT_MESSAGES = ("this task was completed by someone else a moment ago; reload the case",

@@ -11,6 +11,7 @@ import threading
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from engine import attachments, demo
 from engine.cases import OPTIMISTIC_TRIES
@@ -54,6 +55,18 @@ def colleague(demo_core):
                                   enforce_policy=False)
     demo_core.accounts.grant("school_unit2", "unit", "school")
     return "school_unit2"
+
+
+def row_is_locked(core, model, row_id: int) -> bool:
+    """PostgreSQL: whether another transaction holds a lock on the row that FOR NO KEY UPDATE
+    would wait for."""
+    try:
+        with core.db.transaction() as s:
+            s.execute(select(model.id).where(model.id == row_id).with_for_update(nowait=True, key_share=True)).all()
+    except OperationalError as exc:
+        assert getattr(exc.orig, "sqlstate", None) == "55P03", exc     # lock_not_available
+        return True
+    return False
 
 
 def open_tasks(core, case_id: int) -> list[HumanTask]:
@@ -255,9 +268,10 @@ def test_an_upload_during_a_completion_waits_and_is_refused(demo_core, actor, pr
 def test_a_file_uploaded_while_the_completion_waits_for_the_task_is_part_of_what_it_submits(
         demo_core, actor, project_id, monkeypatch, postgresql_only):
     """PostgreSQL: an upload holds the task's row when its completion comes; the completion
-    waits for the row and then records the file that upload committed. (Whether the task has
-    files must be read after the lock is granted: a statement that waited for a row still sees
-    other tables as they were when it began.)"""
+    locks the case's row, waits for the task's and then records the file that upload committed.
+    (Whether the task has files must be read after the lock is granted: a statement that waited
+    for a row still sees other tables as they were when it began. And the case is locked before
+    the task, as deliver() and the timers lock them, or two of them could deadlock.)"""
     task = goals_task(demo_core, actor, project_id)
     unit = actor("school_unit")
     locked, go = threading.Event(), threading.Event()
@@ -280,7 +294,8 @@ def test_a_file_uploaded_while_the_completion_waits_for_the_task_is_part_of_what
         demo_core.cases.complete(unit, task.id, demo.sample_goals("Campus safety upgrade"))))
     completer.start()
     wait_until_done_or_blocked(demo_core, completer)
-    assert completer.is_alive()     # waiting for the task's row
+    assert completer.is_alive()     # waiting for the task's row...
+    assert row_is_locked(demo_core, Case, task.case_id)     # ...with its case's locked first
     go.set()
     uploader.join(60)
     completer.join(60)
