@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session, selectinload, undefer
 
-from .models import Attachment, HumanTask, User
+from .models import TASK_COMPLETED, Attachment, HumanTask, User
 from .queries import is_row_id
 
 _A, _TASKS, _USERS = Attachment.__table__, HumanTask.__table__, User.__table__
@@ -78,7 +78,7 @@ def lock_task(s: Session, task_id: int) -> None:
 
 def latest_completed_task_of_step(s: Session, case_id: int, step: str) -> int | None:
     return s.scalar(select(HumanTask.id).where(HumanTask.case_id == case_id, HumanTask.step == step,
-                                               HumanTask.status == "completed")
+                                               HumanTask.status == TASK_COMPLETED)
                     .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(1))
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData,
-    Numeric, String, Text, UniqueConstraint, text,
+    Numeric, String, Text, UniqueConstraint, literal_column, text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -215,6 +215,14 @@ class CaseCount(Base):
 # The rows of the group inbox's partial indexes; queries must repeat these terms literally
 # (storage.queries.inbox) for the planners to use them.
 GROUP_QUEUE = "status = 'open' AND assignee_id IS NULL"
+
+# A task status compared in SQL as a literal, never as a bound value: `human_tasks.status = ?`
+# made SQLite prepare the whole statement again at every execution (at each binding it checks
+# whether the value lets it use the partial indexes below, whose WHERE tests the status). The
+# whole statement each time, so the larger it is the more that costs: measured in SQLite alone,
+# an open-task probe took 7.3 instead of 2.0 us, a completion's task read 130 instead of 20.
+TASK_OPEN = literal_column("'open'")
+TASK_COMPLETED = literal_column("'completed'")
 
 
 class HumanTask(Base):

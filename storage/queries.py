@@ -14,7 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .models import (
     GROUP_QUEUE, ApiToken, Attachment, AuditEvent, Case, CaseCount, HumanTask, Organisation, ProcessFile,
-    ProcessVersion, Project, ProjectGoals, RoleGrant, Setting, User,
+    ProcessVersion, Project, ProjectGoals, RoleGrant, Setting, TASK_OPEN, User,
 )
 
 
@@ -316,7 +316,7 @@ def _ranges(scope: str, kinds: tuple[str, ...]) -> list:
     out = []
     for i, kind in enumerate(kinds):
         if kind == "mine":
-            out.append(and_(HumanTask.status == "open", HumanTask.assignee_id == bindparam(f"{scope}_u")))
+            out.append(and_(HumanTask.status == TASK_OPEN, HumanTask.assignee_id == bindparam(f"{scope}_u")))
         else:
             out.append(and_(_QUEUE, HumanTask.role == bindparam(f"{scope}_r{i}"),
                             HumanTask.org_id.is_(None) if kind == "bureau"
@@ -413,7 +413,7 @@ def inbox_mine_and_group(s: Session, user_id: int, grants, bureau_roles: list[st
     return rows["mine"], totals["mine"], rows["group"], totals["group"]
 
 
-_OPEN_TASKS_OF_CASE = (select(HumanTask).where(HumanTask.case_id == bindparam("b_case"), HumanTask.status == "open")
+_OPEN_TASKS_OF_CASE = (select(HumanTask).where(HumanTask.case_id == bindparam("b_case"), HumanTask.status == TASK_OPEN)
                        .order_by(HumanTask.id))
 
 
@@ -424,7 +424,7 @@ _OPEN_TASKS_OF_CASE_SHOWN = _OPEN_TASKS_OF_CASE.options(joinedload(HumanTask.org
 
 
 _ANY_OPEN_TASK_OF_CASE = (select(HumanTask.id).where(HumanTask.case_id == bindparam("b_case"),
-                                                    HumanTask.status == "open").limit(1))
+                                                    HumanTask.status == TASK_OPEN).limit(1))
 
 
 def has_open_tasks(s: Session, case_id: int) -> bool:
@@ -451,7 +451,7 @@ def tasks_of_case(s: Session, case_id: int) -> list[HumanTask]:
 # statement's autoflush did, so pending ORM writes still reach the database first.
 _TASKS, _CASES = HumanTask.__table__, Case.__table__
 _MARK_TASK_DONE = (_TASKS.update()
-                   .where(_TASKS.c.id == bindparam("b_id"), _TASKS.c.status == "open")
+                   .where(_TASKS.c.id == bindparam("b_id"), _TASKS.c.status == TASK_OPEN)
                    .values(status=bindparam("b_status"), completed_at=bindparam("b_at"),
                            completed_by_id=bindparam("b_by"),
                            alerts=None, alert_at=None))   # a closed task is chased no more
@@ -545,7 +545,7 @@ def set_goals_status(s: Session, project_id: int, status: str) -> None:
 
 def set_assignee(s: Session, task_id: int, expected: int | None, assignee: int | None) -> bool:
     cond = HumanTask.assignee_id.is_(None) if expected is None else HumanTask.assignee_id == expected
-    result = s.execute(update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == "open", cond)
+    result = s.execute(update(HumanTask).where(HumanTask.id == task_id, HumanTask.status == TASK_OPEN, cond)
                        .values(assignee_id=assignee))
     return result.rowcount == 1
 
@@ -719,7 +719,7 @@ _OTHER_TASKS = _TASKS.alias("other_tasks")
 _TASK_FOR_COMPLETION = (
     select(HumanTask, Case, ProcessVersion, Project, _UNIT, _COMPETENT, _FUNDING,
            exists().where(_ATTACHMENTS.c.human_task_id == HumanTask.id).label("has_files"),
-           exists().where(_OTHER_TASKS.c.case_id == HumanTask.case_id, _OTHER_TASKS.c.status == "open",
+           exists().where(_OTHER_TASKS.c.case_id == HumanTask.case_id, _OTHER_TASKS.c.status == TASK_OPEN,
                           _OTHER_TASKS.c.id != HumanTask.id).label("others_open"))
     .join(Case, Case.id == HumanTask.case_id)
     .join(ProcessVersion, ProcessVersion.id == Case.process_version_id)

@@ -7,6 +7,7 @@ perf1 the performance section, expert1 the third-party agency, supervisor and ad
 """
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime, timedelta
 
@@ -782,6 +783,49 @@ def test_a_completion_learns_of_other_open_tasks_and_of_files_with_its_task(api,
     assert "FROM attachments" in task_read
     assert [q for q in selects if q != task_read and "FOR NO KEY UPDATE" not in q
             and ("FROM human_tasks" in q or "FROM attachments" in q)] == []
+
+
+# A task's status bound as a value (`human_tasks.status = ?`, `= %(status_1)s`) instead of
+# written into the SQL: what storage.models.TASK_OPEN is there to prevent.
+_BOUND_TASK_STATUS = re.compile(r"\b(human_tasks|other_tasks)\.status\s*(=|!=|<>|IN)\s*\(?\s*(\?|%\(|\$\d)")
+
+
+def test_no_statement_binds_the_status_of_a_task(api, flow, demo_core, clock):
+    """SQLite prepares a statement again at every execution when it compares a bound value with
+    the column a partial index's WHERE tests (human_tasks.status): the inbox, the task, claims,
+    completions, the case pages and the deadline worker write the status into the SQL instead."""
+    from sqlalchemy import update
+    from storage import attachment_queries, deadline_queries, queries
+    from storage.models import HumanTask
+    edu = api("edu_bureau")
+
+    def requests():
+        case = flow.start("EDU-2027-001")
+        task = flow.walk_to(case["id"], "competent_check")
+        assert edu.get(f"{P}/tasks").status_code == 200
+        assert edu.get(f"{P}/tasks/{task['id']}").status_code == 200
+        assert edu.post(f"{P}/tasks/{task['id']}/claim").status_code == 200
+        assert edu.post(f"{P}/tasks/{task['id']}/unclaim").status_code == 200
+        flow.complete("edu_bureau", task["id"], {"decision": "approve"})
+        assert edu.get(f"{P}/cases?status=running").status_code == 200
+        flow.case(case["id"])
+        return case["id"], task["id"]
+    sent, (case_id, completed_id) = _sent_statements(demo_core.db, requests)
+    alert_at = clock.now() + timedelta(days=1)
+    with demo_core.db.transaction() as s:
+        [open_id] = [t.id for t in queries.open_tasks_of_case(s, case_id)]
+        s.execute(update(HumanTask).where(HumanTask.id == open_id).values(alert_at=alert_at))
+
+    def deadline_worker():
+        with demo_core.db.transaction() as s:
+            assert open_id in [task_id for task_id, _ in deadline_queries.due_alerts(s, alert_at, 100)]
+            assert deadline_queries.open_task(s, open_id) is not None
+            assert deadline_queries.take_alerts(s, open_id, alert_at, {"alert_at": None})
+            assert case_id in deadline_queries.open_task_deadlines(s, [case_id])
+            assert attachment_queries.latest_completed_task_of_step(s, case_id, "competent_check") == completed_id
+    sent += _sent_statements(demo_core.db, deadline_worker)[0]
+    assert len([q for q in sent if "human_tasks" in q]) > 20
+    assert [q for q in sent if _BOUND_TASK_STATUS.search(q)] == []
 
 
 # ---- concurrency and conflicts ------------------------------------------------------------
