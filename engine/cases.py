@@ -339,20 +339,22 @@ class CaseService:
         if prepare:
             data, title = prepare(s, project, data, title)
         data["project"] = project_facts(project)
-        case = Case(process_version_id=version.id, process_key=version.key, project_id=project.id,
-                    org_id=project.unit_id, year=project.year, campaign_id=campaign_id,
-                    title=title[:300], status="running", lock_version=1,
-                    state="", started_by_id=actor.id, started_at=now, updated_at=now)
-        queries.add_loaded(s, case)
-        self._audit(s, case.id, actor.id, "started", now, data=_jsonable(data))
+        # The engine runs first, so the case row is written once, with its state: it needs no
+        # row to run (what its scripts ask of the domain is recorded, and applied below).
         workflow = BpmnWorkflow(loaded.model.spec, loaded.model.subprocess_specs)
         recorder = self._attach_engine(workflow)
         workflow.task_tree.data.update(data)
         self._run_engine(workflow, lambda: None)
+        case = Case(process_version_id=version.id, process_key=version.key, project_id=project.id,
+                    org_id=project.unit_id, year=project.year, campaign_id=campaign_id,
+                    title=title[:300], lock_version=1, started_by_id=actor.id, started_at=now,
+                    **self._summary(workflow, now))
+        queries.add_loaded(s, case)
+        self._audit(s, case.id, actor.id, "started", now, data=_jsonable(data))
         self._apply_effects(s, case, recorder, actor.id, now)
-        self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now)
+        if self._deliver_standing_messages(s, case, workflow, recorder, actor.id, now):
+            queries.set_case_columns(s, case.id, **self._summary(workflow, now))
         tasks = self._sync(s, case, workflow, loaded, now, actor.id, new_case=True)
-        queries.set_case_columns(s, case.id, **self._summary(workflow, now))
         self._end_event_audit(s, case, workflow, now)
         s.flush()
         return case, workflow, tasks
