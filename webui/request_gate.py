@@ -43,9 +43,7 @@ class RequestGate:
         self.slots = slots
         self.body_limit = body_limit
         self.wait_seconds = wait_seconds
-        # One slot (what `perfbudget serve` runs) is a plain lock: acquired and released in C,
-        # where a semaphore hands over through a Python-level Condition at every turn.
-        self._turns = threading.Lock() if slots == 1 else threading.BoundedSemaphore(slots)
+        self._turns = threading.BoundedSemaphore(slots)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         try:
