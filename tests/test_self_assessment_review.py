@@ -593,3 +593,34 @@ def test_the_same_seed_and_population_give_the_same_sample_whatever_the_order():
     assert first == sampling.draw(list(reversed(departments)), 0.25, "audit-2027")
     assert len(first) == 3 and first == sorted(first)
     assert any(sampling.draw(departments, 0.25, f"audit-{i}") != first for i in range(5))
+
+
+def test_a_case_that_meets_a_sent_message_as_it_starts_is_saved_past_it(demo_core, actor, project_id,
+                                                                         deploy_test_model, monkeypatch):
+    """A case whose start runs into a message event whose message was already sent (a standing
+    message, as the spot-check draw is) receives it in the start's transaction: what is saved (its
+    state, its current step, its inbox and history) is the case past the event, not waiting at it."""
+    from engine import links
+    from engine.campaigns import DRAW_MESSAGE
+    from SpiffWorkflow.util.task import TaskState
+    from engine.serializer import load_state
+    from storage.models import Case
+    deploy_test_model("message_start_demo")
+    draw = {"sampled": ["Education Bureau"], "seed": "audit-2027"}
+    monkeypatch.setattr(links, "standing_messages", lambda s, case: [(DRAW_MESSAGE, draw)])
+
+    started = demo_core.cases.start(actor("perf1"), "message_start_demo", project_id("EDU-2027-001"))
+
+    with demo_core.db.reading() as s:
+        case = s.get(Case, started.id)
+        tasks = queries.open_tasks_of_case(s, case.id)
+        actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.case_id == case.id)
+                                                .order_by(AuditEvent.id))]
+    assert (case.status, case.current_steps) == ("running", "Review the drawn project")
+    assert [t.step for t in tasks] == ["review"]
+    assert actions == ["started", "message"]
+    loaded = demo_core.specs.get(case.process_version_id)
+    workflow = load_state(case.state, loaded.model.spec, loaded.model.subprocess_specs)
+    [ready] = workflow.get_tasks(state=TaskState.READY)
+    assert ready.task_spec.name == "review"
+    assert ready.data["draw"] == draw
