@@ -15,7 +15,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
@@ -35,7 +34,7 @@ from .errors import Conflict, InvalidData, NotFound, PerfBudgetError, Permission
 from .forms import MAX_STRING, validate
 from .roles import ROLES, role_for_lane, scoped_org_id
 from .scripting import RestrictedEnvironment
-from .serializer import dump_state, load_state
+from .serializer import dump_state, load_state, task_in_workflow
 from .settings import SettingsService
 from .specs import LoadedVersion, SpecCache
 from .timers import boundary_timer_due, due_in, engine_clock, next_due, waiting_timers
@@ -539,7 +538,7 @@ class CaseService:
         loaded = self.specs.get(case.process_version_id)
         workflow = load_state(case.state, loaded.model.spec, loaded.model.subprocess_specs)
         recorder = self._attach_engine(workflow)
-        spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
+        spiff_task = task_in_workflow(workflow, task.spiff_task_id)
         if spiff_task is None or spiff_task.state != TaskState.READY:
             raise Conflict("this task is no longer waiting for input; reload the case")
         schema_file, _ = user_task_form_files(spiff_task.task_spec)

@@ -17,7 +17,7 @@ from .errors import Conflict, NotFound, PermissionDenied
 from .goals import adjustment_under_review, goal_changes, goal_versions, goals_from_data
 from .instructions import render
 from .roles import BUREAU_WIDE, ROLES
-from .serializer import load_state
+from .serializer import load_state, pruned_steps_of, task_in_workflow
 from .specs import SpecCache
 
 
@@ -367,8 +367,7 @@ class ReadService:
                                   and (task.assignee_id == actor.id or actor.is_admin))
             loaded = self.specs.get(case.process_version_id)
             workflow = self._workflow(case)
-            from uuid import UUID
-            spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
+            spiff_task = task_in_workflow(workflow, task.spiff_task_id)
             if spiff_task is not None:
                 spec, process_id = spiff_task.task_spec, spiff_task.workflow.spec.name
             else:
@@ -376,11 +375,15 @@ class ReadService:
             schema_file, ui_file = user_task_form_files(spec) if spec is not None else (None, None)
             schema = loaded.form(schema_file, process_id) or {"type": "object", "properties": {}}
             out["form"] = {"schema": schema, "ui_schema": loaded.form(ui_file, process_id) or {}}
-            data = spiff_task.data if spiff_task is not None else _latest_data(workflow)
+            events = queries.history(s, case.id)
             props = schema.get("properties") or {}
-            # Prefill only what this form owns and what this step left earlier (a resubmission),
-            # never the fields another reviewer filled in under the same name.
-            own = {k: v for k, v in data.items() if k in props}
+            if spiff_task is not None:
+                data = spiff_task.data
+                # Prefill only what this form owns and what this step left earlier (a
+                # resubmission), never the fields another reviewer filled in under the same name.
+                own = {k: v for k, v in data.items() if k in props}
+            else:
+                data, own = _data_from_history(_latest_data(workflow), events, task.id, props)
             if task.status == "open" and spec is not None and _is_review(props):
                 own = {}
             out["data"] = _public_data(own)
@@ -390,7 +393,7 @@ class ReadService:
             out["context"] = {
                 "project": context.get("project"),
                 "goals": goals_from_data(context),
-                "opinions": _opinions(queries.history(s, case.id)),
+                "opinions": _opinions(events),
                 "adjustment": adjustment_under_review(s, case.project_id, context),
             }
             files = [attachment_summary(a) for a in attachment_queries.of_case(s, case.id)]
@@ -445,6 +448,25 @@ def _latest_data(workflow) -> dict:
     return workflow.last_task.data if workflow.last_task is not None else workflow.data
 
 
+def _data_from_history(latest: dict, events, task_id: int, props: dict) -> tuple[dict, dict]:
+    """(the case's data as a task saw it, what its form held) for a task the saved state no
+    longer has: one of an old round, left out of the state (engine.state_history). The audit
+    log has what every step submitted: the submissions up to and including this task's, over
+    the case's latest data, are what was before it; its own submission is what its form held.
+    A task with no submission of its own (cancelled) gets the latest data, as before."""
+    data, own = dict(latest), {}
+    for event in events:
+        if event.action != "completed" or not isinstance(event.data, dict):
+            continue
+        data.update(event.data)
+        if event.human_task_id == task_id:
+            own = {k: v for k, v in event.data.items() if k in props}
+            break
+    else:
+        return dict(latest), {k: v for k, v in latest.items() if k in props}
+    return data, own
+
+
 def _public_data(data: dict) -> dict:
     import json
     return json.loads(json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, default=str))
@@ -461,6 +483,9 @@ def _step_ids(workflow) -> tuple[list[str], list[str]]:
             completed.append(bpmn_id)
         elif task.state in (TaskState.READY, TaskState.WAITING, TaskState.STARTED, TaskState.ERROR):
             current.append(bpmn_id)
+    # Steps whose finished tasks a save left out of the state (engine.state_history).
+    for flow in (workflow, *workflow.subprocesses.values()):
+        completed.extend(pruned_steps_of(flow))
     return sorted(set(completed) - set(current)), sorted(set(current))
 
 

@@ -7,6 +7,7 @@ saved state keeps only the running part and the spec is supplied again when it i
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from datetime import date
 from decimal import Decimal
 from uuid import UUID
@@ -21,6 +22,8 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
+
+from . import state_history
 
 STATE_FORMAT = "perfbudget-1"
 
@@ -103,9 +106,21 @@ class _TaskMappings:
     """A workflow's tasks to and from their mapping, straight through the task converter
     instead of the registry's typename dispatch (and its copy of each task's dictionary)."""
 
-    def tasks_to_dict(self, tasks: dict, names: _Names) -> dict:
+    def tasks_to_dict(self, tasks: dict, names: _Names, left_out: list | None = None) -> dict:
+        """The tasks' mappings, less those `left_out` (the straight finished start of the tree,
+        see engine.state_history): the first task kept after them then hangs from the root,
+        with its data whole instead of as a delta against a parent that is not saved."""
         to_dict = self.registry.convert_to_dict["Task"]
-        return {names[task_id]: to_dict(task, names=names) for task_id, task in tasks.items()}
+        if not left_out:
+            return {names[task_id]: to_dict(task, names=names) for task_id, task in tasks.items()}
+        skipped = {task.id for task in left_out}
+        out = {names[task_id]: to_dict(task, names=names) for task_id, task in tasks.items()
+               if task_id not in skipped}
+        root = out[names[left_out[0]._parent]]
+        first = tasks[left_out[-1]._children[0]]
+        root["children"] = [names[first.id]]
+        out[names[first.id]].update(parent=root["id"], data=first.data, delta={})
+        return out
 
     def tasks_from_dict(self, mapping: dict, workflow, ids: _Ids) -> dict:
         from_dict = self.registry.convert_from_dict["Task"].args[0]
@@ -114,17 +129,29 @@ class _TaskMappings:
                 else restore(dct, workflow=workflow) for task_id, dct in mapping.items()}
 
     def common_to_dict(self, workflow) -> dict:
-        """WorkflowConverter.to_dict, in the same key order."""
+        """WorkflowConverter.to_dict, in the same key order, less the oldest finished history
+        (engine.state_history); the steps that history went through are listed instead."""
         names = _Names()
-        return {
+        kept = _KEPT.get()
+        left_out = state_history.prunable(workflow, kept) if kept is not None else []
+        dct = {
             "data": self.registry.convert(self.registry.clean(workflow.data)),
             "correlations": workflow.correlations,
             "last_task": names[workflow.last_task.id] if workflow.last_task is not None else None,
             "success": workflow.success,
             "completed": workflow.completed,
-            "tasks": self.tasks_to_dict(workflow.tasks, names),
+            "tasks": self.tasks_to_dict(workflow.tasks, names, left_out),
             "root": names[workflow.task_tree.id],
         }
+        steps = pruned_steps_of(workflow) | {task.task_spec.bpmn_id for task in left_out
+                                             if getattr(task.task_spec, "bpmn_id", None)}
+        if steps:
+            dct["pruned_steps"] = sorted(steps)
+        return dct
+
+    def set_default_attributes(self, workflow, dct):
+        super().set_default_attributes(workflow, dct)
+        workflow.pruned_steps = frozenset(dct.get("pruned_steps", ()))
 
 
 class _SubWorkflowConverter(_TaskMappings, BpmnSubWorkflowConverter):
@@ -162,6 +189,26 @@ class SpeclessWorkflowConverter(_TaskMappings, BpmnWorkflowConverter):
         return workflow
 
 
+def task_in_workflow(workflow: BpmnWorkflow, spiff_task_id: str):
+    """The task of the workflow or of one of its sub-processes with this id, or None: a task of
+    a sub-process that has finished, or one a save left out as old history.
+    (BpmnWorkflow.get_task_from_id raises for a task it does not find.)"""
+    task_id = UUID(spiff_task_id)
+    task = workflow.tasks.get(task_id)
+    if task is None:
+        for subprocess in workflow.subprocesses.values():
+            task = subprocess.tasks.get(task_id)
+            if task is not None:
+                break
+    return task
+
+
+def pruned_steps_of(workflow) -> frozenset:
+    """The steps (BPMN ids) of the finished tasks that an earlier save of this (sub)workflow
+    left out of its state."""
+    return getattr(workflow, "pruned_steps", frozenset())
+
+
 def _register_data_types(registry) -> None:
     # Form data carries dates and money; keep their types across a save.
     registry.register(date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]))
@@ -181,12 +228,22 @@ def _make_serializer() -> BpmnWorkflowSerializer:
 _SERIALIZER = _make_serializer()
 
 
-def dump_state(workflow: BpmnWorkflow) -> str:
+# How many finished tasks a save keeps above the live part of each tree (None: all of them),
+# for the converters below, which the registry calls without room for an argument. Per call
+# and per thread.
+_KEPT: ContextVar[int | None] = ContextVar("perfbudget_state_kept", default=state_history.KEPT)
+
+
+def dump_state(workflow: BpmnWorkflow, kept: int | None = state_history.KEPT) -> str:
+    """The state to save. The oldest finished history beyond `kept` tasks is left out (see
+    engine.state_history); `kept=None` saves every task, as SpiffWorkflow's converters do."""
     registry = _SERIALIZER.registry
     registry._encoder_mode = True
+    token = _KEPT.set(kept)
     try:
         dct = _SERIALIZER.to_dict(workflow)
     finally:
+        _KEPT.reset(token)
         registry._encoder_mode = False
     dct["format"] = STATE_FORMAT
     return json.dumps(dct, cls=_SERIALIZER._encoder_cls, separators=(",", ":"))

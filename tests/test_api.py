@@ -521,6 +521,57 @@ def test_two_returns_in_a_row_each_go_back_to_their_level(flow):
     assert [t["step"] for t in result["next_tasks"]] == ["re_examination"]
 
 
+def test_a_case_returned_many_times_keeps_a_short_state_and_its_whole_record(api, flow, demo_core):
+    """Past a couple of dozen finished tasks in a row, the saved state leaves the oldest out
+    (engine.state_history); the case, its diagram and its old tasks' pages must not show it."""
+    import json as _json
+    from storage.models import Case
+    from engine import state_history
+    code = "EDU-2027-001"
+    case_id = flow.start(code)["id"]
+    unit, bureau = api("school_unit"), api("edu_bureau")
+    first_compile = flow.open_task(case_id)
+    versions = []
+
+    def submit(task_id: int, n: int) -> dict:
+        revised = goals(code)
+        revised["annual_goal"] = f"Version {n}: finish the works this year."
+        versions.append(revised)
+        return flow.complete("school_unit", task_id, revised)
+
+    result = submit(first_compile["id"], 1)
+    first_check = result["next_tasks"][0]
+    for n in range(1, 16):
+        check = result["next_tasks"][0]
+        assert check["step"] == "competent_check"
+        result = flow.complete("edu_bureau", check["id"], {"decision": "return", "comment": f"Round {n}: add a cost."})
+        result = submit(result["next_tasks"][0]["id"], n + 1)
+
+    with demo_core.db.reading() as s:
+        saved = _json.loads(s.get(Case, case_id).state)
+    assert len(saved["tasks"]) <= state_history.KEPT + 15, len(saved["tasks"])     # 15 rounds: over 60 whole
+    assert {"start", "init_case", "compile_goals"} <= set(saved["pruned_steps"])
+    case = flow.case(case_id)
+    # the diagram still marks the steps whose tasks were left out as done
+    assert {"start", "init_case", "compile_goals", "competent_decision"} <= set(case["completed_steps"])
+    assert case["current_step_ids"] == ["competent_check"]
+    # the first round's pages show what was submitted and reviewed then, from the audit log
+    page = unit.get(f"{P}/tasks/{first_compile['id']}").get_json()
+    assert page["may_act"] is False and page["data"] == versions[0]
+    page = bureau.get(f"{P}/tasks/{first_check['id']}").get_json()
+    assert page["data"] == {"decision": "return", "comment": "Round 1: add a cost."}
+    assert page["context"]["goals"] == versions[0]
+    assert [o["comment"] for o in page["context"]["opinions"]][:2] == ["Round 1: add a cost.", "Round 2: add a cost."]
+
+    flow.finish(case_id)
+    case = flow.case(case_id)
+    assert case["status"] == "completed" and case["history"][-1]["data"] == {"end": "Goals approved"}
+    assert case["data"]["annual_goal"] == versions[-1]["annual_goal"]
+    steps = [e["step"] for e in case["history"] if e["action"] == "completed"]
+    assert steps == ["compile_goals"] + ["competent_check", "compile_goals"] * 15 + ROUTE[1:]
+    assert {"start", "init_case", "goals_approved"} <= set(case["completed_steps"])
+
+
 def test_final_review_may_reject(api, flow):
     code = "EDU-2027-001"
     case_id = flow.start(code)["id"]

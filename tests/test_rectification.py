@@ -139,6 +139,11 @@ def test_each_problem_is_rectified_in_its_own_tasks_with_return_and_approval(dem
     # The case's timeline names every step of every rectification.
     steps = [e["task"] for e in case["history"] if e["action"] == "completed"]
     assert (steps.count("Rectify the problem"), steps.count("Check the rectification")) == (3, 3)
+    # Once the case has finished, a rectification task's page still shows what its round submitted.
+    page = api("school_unit").get(f"/api/v1/tasks/{first['id']}")
+    assert page.status_code == 200, page.get_json()
+    assert page.get_json()["data"] == {"rectification_measures": f"Done: {first['title'][:20]}",
+                                       "rectification_evidence": EVIDENCE}
 
 
 def test_running_cases_keep_the_rectification_version_they_started_with(demo_core, finder, api):
