@@ -190,9 +190,9 @@ class SpeclessWorkflowConverter(_TaskMappings, BpmnWorkflowConverter):
 
 
 def task_in_workflow(workflow: BpmnWorkflow, spiff_task_id: str):
-    """The task of the workflow or of one of its sub-processes with this id, or None: a task of
-    a sub-process that has finished, or one a save left out as old history.
-    (BpmnWorkflow.get_task_from_id raises for a task it does not find.)"""
+    """The task of the workflow or of one of its sub-processes with this id, or None (a task
+    that a save left out as old history, see engine.state_history), where
+    BpmnWorkflow.get_task_from_id raises."""
     task_id = UUID(spiff_task_id)
     task = workflow.tasks.get(task_id)
     if task is None:
