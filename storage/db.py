@@ -63,6 +63,9 @@ class Database:
             # invalidates that connection and every older one in the pool: that one request
             # fails and the next ones get fresh connections.
             kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+            if make_url(url).get_driver_name() == "psycopg":
+                from storage.pg_cursor import LazyDescriptionCursor
+                kwargs["connect_args"] = {"cursor_factory": LazyDescriptionCursor}
         self.engine = create_engine(url, **kwargs)
         # SQLite writers line up in a queue that wakes the next one at once (see writer_queue);
         # an in-memory database has no file to lock and only one connection anyway.

@@ -80,3 +80,49 @@ def test_postgresql_stores_case_states_with_lz4(demo_core, actor, project_id):
                                         "FROM cases WHERE id = :id"), {"id": case.id}).one()
     assert length > 2100     # over the size PostgreSQL compresses from
     assert method == "lz4"
+
+
+def test_postgresql_builds_a_cursor_description_only_when_it_is_read(demo_core, actor, project_id, monkeypatch):
+    """storage.pg_cursor: SQLAlchemy reads `description` after every statement that returns rows,
+    and from a statement's second execution on only tests that there is one."""
+    if demo_core.db.is_sqlite:
+        pytest.skip("PostgreSQL only: the cursor is psycopg's")
+    import psycopg
+    from storage import queries
+    built = []
+    build = psycopg.Column.__init__
+
+    def counted(column, cursor, index):
+        built.append(index)
+        build(column, cursor, index)
+
+    case = demo_core.cases.start(actor("school_unit"), "goal_review", project_id("EDU-2027-001"))
+    with demo_core.db.reading() as s:
+        task_id = s.scalar(text("SELECT id FROM human_tasks WHERE case_id = :c"), {"c": case.id})
+    with demo_core.db.reading() as s:
+        first = queries.task_for_completion(s, task_id)        # its result metadata is cached now
+    monkeypatch.setattr(psycopg.Column, "__init__", counted)   # psycopg's own description builds them too
+    with demo_core.db.reading() as s:
+        again = queries.task_for_completion(s, task_id)
+        assert (again.task.id, again.task.case.id, again.task.case.project.code) == \
+               (first.task.id, case.id, "EDU-2027-001")
+        assert built == []          # 80 columns, and none of them built
+
+        # Whoever does read it gets psycopg's own description, of the result it was taken from,
+        # also after the cursor has run another statement.
+        raw = s.connection().connection.driver_connection
+        cursor = raw.cursor()
+        cursor.execute("SELECT id, code AS project_code, amount FROM projects ORDER BY id LIMIT 1")
+        lazy = cursor.description
+        cursor.execute("SELECT 1 AS one")
+        assert [c.name for c in lazy] == ["id", "project_code", "amount"]
+        plain = psycopg.ClientCursor(raw)
+        plain.execute("SELECT id, code AS project_code, amount FROM projects ORDER BY id LIMIT 1")
+        assert [(c.name, c.type_code, c.internal_size) for c in lazy] == \
+               [(c.name, c.type_code, c.internal_size) for c in plain.description]
+        assert len(lazy) == 3 and built == [0, 1, 2] * 2      # the lazy one, and the plain one's
+        cursor.execute("SET LOCAL work_mem = '8MB'")        # no rows: no description, as psycopg's
+        plain.execute("SET LOCAL work_mem = '8MB'")
+        assert cursor.description is None and plain.description is None
+        cursor.execute("SELECT 1 WHERE false")                  # no rows, but a row type
+        assert len(cursor.description) == 1 and cursor.description[0].name == "?column?"
